@@ -1,0 +1,192 @@
+"""The adapter protocol: the only door through which the suite touches an implementation.
+
+The spec never imports an implementation's classes. It builds module graphs, partitions them, draws random
+keys and calls layers through the dozen or so operations below, so that one property can judge the
+reference core, the seed, flax.nnx or a third-party library alike. An adapter also *declares* what its
+implementation claims to support (:class:`Capabilities`); the strategies never generate a feature an
+implementation disclaims, and a clause that needs it is reported as skipped with the reason.
+
+Conventions shared by every method:
+
+* A *path* is a tuple of attribute names, ``("layers", "bn", "mean")``. Implementations that key their
+  state differently (``"a/b"`` strings, tuple keys with integers) convert in :meth:`Adapter.state_items`.
+* *state* and *graphdef* are opaque: whatever the implementation's own partition returns.
+* A *filter* is a collection name (``"params"``) or a predicate ``f(path, variable) -> bool``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+Path = tuple[str, ...]
+Sharding = tuple[str | None, ...]
+Filter = str | Callable[[Path, Any], bool]
+
+__all__ = [
+    "Adapter",
+    "Capabilities",
+    "Filter",
+    "LayersAdapter",
+    "Path",
+    "Sharding",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """What an implementation claims to support.
+
+    A claim is a promise the suite holds the implementation to: declaring ``cycles=True`` means every
+    cycle clause is run and must pass. Declaring ``False`` removes the feature from generated graphs and
+    turns the clauses that cannot be checked without it into skips that name the missing capability.
+    """
+
+    cycles: bool = True
+    """Reference cycles between modules (``root.a.up = root``, ``root.me = root``)."""
+    shared_modules: bool = True
+    """One module object reachable by several attribute paths."""
+    shared_variables: bool = True
+    """One Variable object reachable by several attribute paths."""
+    separator_in_names: bool = True
+    """Attribute names holding the display separator ``/`` (and other punctuation) are legal."""
+    hashable_def: bool = True
+    """The graph definition is hashable and usable as a ``jax.jit`` static argument."""
+    max_depth: int = 10_000
+    """Deepest chain of nested modules that partition/merge must handle (``graph.deep``)."""
+    rng: bool = True
+    """The implementation has an RNG context with ``make_rng`` and ``fork``."""
+    layers: bool = True
+    """The implementation has Linear, BatchNorm, Dropout and a scan-over-layers MLP (``layers.*``)."""
+    sharding: bool = True
+    """Variables carry a sharding annotation (a tuple of mesh-axis names or ``None`` per array axis)."""
+    reserved_names: frozenset[str] = frozenset()
+    """Attribute names the implementation's module API owns; strategies never assign them."""
+
+    def missing(self, needs: Iterable[str]) -> list[str]:
+        """The capabilities among ``needs`` that this implementation does not claim."""
+        return [name for name in needs if not getattr(self, name)]
+
+
+@runtime_checkable
+class LayersAdapter(Protocol):
+    """Layer constructors and a uniform call, for the ``layers.*`` clauses.
+
+    ``ctx`` is whatever :meth:`Adapter.new_context` returns. Every layer works on float32 inputs whose last
+    axis is the feature axis.
+    """
+
+    def linear(self, din: int, dout: int, ctx: Any, sharding: Sharding | None = None) -> Any:
+        """A dense layer ``x @ w + b`` with ``w: (din, dout)`` and ``b: (dout,)``, both ``"params"``."""
+        ...
+
+    def batch_norm(self, din: int, ctx: Any) -> Any:
+        """BatchNorm with ``params`` scale/bias and ``batch_stats`` mean/var, all of shape ``(din,)``."""
+        ...
+
+    def dropout(self, rate: float, ctx: Any) -> Any:
+        """Dropout with the given drop rate; identity when not training."""
+        ...
+
+    def block(self, din: int, dout: int, ctx: Any) -> Any:
+        """Linear -> BatchNorm -> gelu -> Dropout(0.1), as in the seed."""
+        ...
+
+    def call(self, module: Any, x: Any, *, train: bool, ctx: Any) -> Any:
+        """Call any of the layers above on ``x``; layers that take no ``train``/``ctx`` ignore them."""
+        ...
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """How the suite drives one NNX implementation. See the module docstring for the conventions."""
+
+    name: str
+    """Short name used in test ids and reports (``core``, ``seed``, ``flax``)."""
+    capabilities: Capabilities
+    layers: LayersAdapter | None
+    """Layer constructors, or ``None`` when ``capabilities.layers`` is false."""
+
+    # -- building and reading graphs -------------------------------------------------------------------
+    def new_module(self, type_name: str) -> Any:
+        """A fresh, empty module whose type is identified by ``type_name`` (same name, same type)."""
+        ...
+
+    def set_attr(self, module: Any, name: str, value: Any) -> None:
+        """Assign a module, Variable or hashable static value to an attribute."""
+        ...
+
+    def attrs(self, module: Any) -> Iterable[tuple[str, Any]]:
+        """Every graph attribute of ``module`` (submodules, Variables, statics), in any order."""
+        ...
+
+    def is_module(self, obj: Any) -> bool: ...
+
+    def type_name(self, module: Any) -> str:
+        """The ``type_name`` the module was created with."""
+        ...
+
+    def new_variable(self, collection: str, value: Any, sharding: Sharding | None = None) -> Any: ...
+
+    def is_variable(self, obj: Any) -> bool: ...
+
+    def variable_collection(self, var: Any) -> str: ...
+
+    def variable_value(self, var: Any) -> Any: ...
+
+    def variable_sharding(self, var: Any) -> Sharding | None: ...
+
+    # -- the functional API ----------------------------------------------------------------------------
+    def partition(self, module: Any) -> tuple[Any, Any]:
+        """``(state, graphdef)`` of the module."""
+        ...
+
+    def merge(self, graphdef: Any, state: Any) -> Any:
+        """A new module graph from a definition and a state."""
+        ...
+
+    def update(self, module: Any, state: Any) -> None:
+        """Set, in place, the values of the module's Variables named by ``state``."""
+        ...
+
+    def state_items(self, state: Any) -> list[tuple[Path, Any]]:
+        """``(path, variable)`` pairs in the implementation's own iteration order."""
+        ...
+
+    def make_state(self, items: Sequence[tuple[Path, Any]]) -> Any:
+        """A state holding exactly ``items`` (used to build mismatching states and to re-order)."""
+        ...
+
+    def filter(self, state: Any, *filters: Filter) -> Any:
+        """The sub-state whose entries match *any* of ``filters``."""
+        ...
+
+    def union(self, *states: Any) -> Any:
+        """One state holding every entry of ``states``."""
+        ...
+
+    # -- randomness ------------------------------------------------------------------------------------
+    def new_context(self, seed: int) -> Any:
+        """A root RNG context seeded with ``seed``."""
+        ...
+
+    def make_rng(self, ctx: Any) -> Any:
+        """Draw one key from ``ctx`` (advancing it)."""
+        ...
+
+    def fork(self, ctx: Any) -> Any:
+        """A child context whose stream is independent of its parent's (advancing the parent)."""
+        ...
+
+    def key_data(self, key: Any) -> Any:
+        """The full raw data of a key as a uint32 array (typed keys are unwrapped)."""
+        ...
+
+    def jit(self, fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
+        """The implementation's jit, able to carry its contexts and modules (``jax.jit`` for pytrees)."""
+        ...
+
+    def vmap(self, fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
+        """The implementation's vmap, able to carry its contexts and modules."""
+        ...
