@@ -1,0 +1,59 @@
+"""Shared plumbing for the property modules: settings, reproduction snippets, comparisons.
+
+Every property that draws a graph calls :func:`show` on it, so that when Hypothesis reports the shrunk
+failing example, the report also holds a short script that rebuilds that graph for the implementation
+under test (Hypothesis prints ``note()`` text only for the final, minimal example).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, note, settings
+
+from nnx_conformance.spec.isolation import adapter_spec
+
+# jit compiles take ~200 ms per new shape: deadlines would flag compilation, not bugs.
+JAX_SETTINGS = settings(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+"""Apply to every property that runs JAX (i.e. all of them)."""
+
+
+def impl_spec(impl: Any) -> str:
+    """The import spec of an adapter, for snippets (``module:Attr``)."""
+    return adapter_spec(impl) or f"{type(impl).__module__}:{type(impl).__qualname__}"
+
+
+def show(impl: Any, blueprint: Any, label: str = "graph") -> None:
+    """Attach a runnable reproduction of ``blueprint`` for ``impl`` to the failure report."""
+    from nnx_conformance.strategies import snippet
+
+    note(f"# --- reproduction ({label}) ---\n{snippet(blueprint, impl_spec(impl))}")
+
+
+def fmt_path(path: Iterable[str]) -> str:
+    """A path for messages: the tuple (exact) — never only the ambiguous 'a/b' form."""
+    return repr(tuple(path))
+
+
+def same_array(a: Any, b: Any) -> bool:
+    """Bitwise equality of two arrays, dtype and shape included (NaN equals NaN)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def paths(impl: Any, state: Any) -> list[tuple[str, ...]]:
+    """The state's paths in the implementation's own iteration order."""
+    return [p for p, _ in impl.state_items(state)]
+
+
+def budget(fraction: float, minimum: int = 5) -> settings:
+    """Settings for an expensive property: a fraction of the loaded profile's ``max_examples``.
+
+    Evaluated at import, after the profile (``--hypothesis-profile``, ``--max-examples``) is loaded, so
+    ``thorough`` still scales these up instead of being overridden by a hard-coded count.
+    """
+    return settings(JAX_SETTINGS, max_examples=max(minimum, int(settings.default.max_examples * fraction)))
