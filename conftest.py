@@ -17,3 +17,6 @@ if importlib.util.find_spec("nnx_conformance.spec") is None:  # pragma: no cover
     )
 
 collect_ignore = ["examples", "benchmarks", "docs", "build"]
+
+# pytester drives the plugin end to end in tests/test_plugin.py.
+pytest_plugins = ["pytester"]

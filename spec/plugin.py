@@ -30,7 +30,7 @@ import pytest
 from nnx_conformance.spec import expectations as _expectations
 from nnx_conformance.spec import registry
 from nnx_conformance.spec.clauses import MARKER, spec_clauses
-from nnx_conformance.spec.report import Conformance, TestOutcome, short_message
+from nnx_conformance.spec.report import Conformance, Outcome, short_message
 
 pytest.register_assert_rewrite("nnx_conformance.spec.properties")
 
@@ -283,7 +283,7 @@ class _Recorder:
         elif status in ("skip", "xfail"):
             longrepr = report.longrepr
             message = getattr(report, "wasxfail", "") or (longrepr[2] if isinstance(longrepr, tuple) else "")
-        outcome = TestOutcome(report.nodeid, status, report.duration, message)
+        outcome = Outcome(report.nodeid, status, report.duration, message)
         self.config.stash[_RESULTS].add(props["nnx_impl"], props["nnx_clause"], outcome)
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

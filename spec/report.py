@@ -20,7 +20,7 @@ _MESSAGE_LINES = 60
 
 
 @dataclasses.dataclass
-class TestOutcome:
+class Outcome:
     nodeid: str
     status: str
     duration: float
@@ -33,10 +33,10 @@ class Conformance:
 
     clause_order: list[str]
     implementations: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    tests: dict[tuple[str, str], list[TestOutcome]] = dataclasses.field(default_factory=dict)
+    tests: dict[tuple[str, str], list[Outcome]] = dataclasses.field(default_factory=dict)
     header: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def add(self, impl: str, clause_id: str, outcome: TestOutcome) -> None:
+    def add(self, impl: str, clause_id: str, outcome: Outcome) -> None:
         self.implementations.setdefault(impl, {})
         self.tests.setdefault((impl, clause_id), []).append(outcome)
 
