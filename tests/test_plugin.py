@@ -179,7 +179,7 @@ def test_parse_impls_dedups_and_keeps_order() -> None:
     assert [s.name for s in specs] == ["seed", "core"]
     assert registry.parse_impls(None, environ={"NNX_IMPL": "flax"})[0].name == "flax"
     assert registry.parse_impls(None, environ={})[0].name == "core"
-    with pytest.raises(registry.ImplementationError, match="pkg.module:Attr"):
+    with pytest.raises(registry.ImplementationError, match=r"pkg\.module:Attr"):
         registry.resolve("pkg.module:")
 
 
