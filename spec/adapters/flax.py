@@ -1,0 +1,291 @@
+"""Adapter ``flax``: ``flax.nnx`` (checked on flax 0.12.8, jax 0.10.2) in *graph mode*, pinned.
+
+Graph mode is what NNX's shared-reference semantics live in, and it is what this adapter tests. flax 0.12
+has two switches, ``flax.config.nnx_graph_mode`` (default ``True``) and ``flax.config.nnx_graph_updates``
+(default ``True``); ``nnx.set_graph_mode`` / ``nnx.set_graph_updates`` override them per context. A future
+release may flip the defaults to tree mode (shared Variables raise there), so every call below passes
+``graph=True`` explicitly (``nnx.split``, ``nnx.jit``/``nnx.vmap`` with ``graph_updates=True`` too) and
+nothing here depends on the global flags.
+
+How the protocol maps onto flax:
+
+* modules: ``new_module(type_name)`` is a cached ``nnx.Module`` subclass per name. ``attrs`` lists
+  ``vars(m)`` minus the per-instance bookkeeping every ``nnx.Module`` carries (``_pytree__state``,
+  ``_pytree__nodes``, found by probing an empty module rather than hard-coded).
+* collections are ``nnx.Variable`` subclasses: ``"params"`` is ``nnx.Param``, ``"batch_stats"`` is
+  ``nnx.BatchStat``, any other name a cached subclass named after it; :meth:`FlaxAdapter.variable_collection`
+  maps back. A collection filter is the Variable *type* (``nnx.OfType``, i.e. ``isinstance``): flax's own
+  string filters match a ``tag`` attribute, not a collection.
+* sharding is the ``out_sharding`` Variable metadata (``sharding`` and ``sharding_names`` are deprecated
+  aliases that flax renames). Variables carrying it are created with ``eager_sharding=False``: with the
+  default eager sharding, flax insists on a mesh at construction time; the annotation itself is the same.
+* "the variable" of a flax state is the ``nnx.Variable`` leaf of the ``nnx.State``. Since flax 0.11
+  (``VariableState`` is gone) those leaves are the module's *own* Variable objects, not snapshots.
+* ``partition`` is ``nnx.split(m, graph=True)`` with the pair swapped to ``(state, graphdef)``; ``merge`` is
+  ``nnx.merge(graphdef, state)`` (default ``copy=False``); ``update`` is ``nnx.update``; ``union`` is
+  ``nnx.merge_state`` (later states win on a shared path, like ``dict.update``); ``filter`` is
+  ``nnx.filter_state`` with one ``nnx.Any`` of the filters (passing several filters to flax returns one
+  state *per filter*, not their union).
+* RNG: ``nnx.Rngs(seed)`` (the ``default`` stream); a draw is ``rngs()``; ``fork`` is ``Rngs.fork()`` (no
+  ``split=``, deprecated), which draws one key from each parent stream and seeds a new stream with it.
+
+Depth: flax's graph flatten/unflatten are recursive (1 frame per nesting level to split, 2 to merge).
+See ``_MAX_DEPTH``.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from nnx_conformance.spec.adapter import Capabilities, Filter, Path, Sharding
+
+__all__ = ["FlaxAdapter", "FlaxBlock", "FlaxLayers", "FlaxScanMLP"]
+
+_MAX_DEPTH = 400
+"""Chain depth claimed for ``graph.deep``.
+
+Measured on flax 0.12.8 / CPython 3.11 with the default recursion limit (1000): from a bare script,
+``nnx.split`` handles a 988-deep chain and ``nnx.merge`` 491 (``_graph_unflatten`` plus its nested
+``_get_children`` per level), after which ``RecursionError`` is raised; under pytest + Hypothesis the
+caller's frames (about 60-100) leave merge roughly 440-460 levels. 400 keeps a margin for deeper callers;
+the limit is a property of flax's recursive traversal, not a configured maximum.
+"""
+
+_ALIASES: dict[str, type[nnx.Variable[Any]]] = {"params": nnx.Param, "batch_stats": nnx.BatchStat}
+_VARIABLE_TYPES: dict[str, type[nnx.Variable[Any]]] = dict(_ALIASES)
+_COLLECTIONS: dict[type[nnx.Variable[Any]], str] = {cls: name for name, cls in _ALIASES.items()}
+_MODULE_TYPES: dict[str, type[nnx.Module]] = {}
+
+
+def _in_this_module(namespace: dict[str, Any]) -> None:
+    namespace["__module__"] = __name__
+
+
+def _variable_type(collection: str) -> type[nnx.Variable[Any]]:
+    """The Variable subclass standing for ``collection`` (created once per name, process-wide)."""
+    cls = _VARIABLE_TYPES.get(collection)
+    if cls is None:
+        cls = types.new_class(collection, (nnx.Variable,), exec_body=_in_this_module)
+        _VARIABLE_TYPES[collection] = cls
+        _COLLECTIONS[cls] = collection
+    return cls
+
+
+def _module_type(type_name: str) -> type[nnx.Module]:
+    cls = _MODULE_TYPES.get(type_name)
+    if cls is None:
+        cls = types.new_class(type_name, (nnx.Module,), exec_body=_in_this_module)
+        _MODULE_TYPES[type_name] = cls
+    return cls
+
+
+class _Probe(nnx.Module):
+    """An empty module: whatever its ``__dict__`` holds is flax bookkeeping, not graph attributes."""
+
+
+_INTERNAL_ATTRS = frozenset(vars(_Probe()))
+_RESERVED = frozenset(dir(nnx.Module)) | _INTERNAL_ATTRS
+
+
+class FlaxBlock(nnx.Module):
+    """The seed's Block in flax: Linear -> BatchNorm -> gelu -> Dropout(0.1), randomness at call time."""
+
+    def __init__(self, din: int, dout: int, *, rngs: nnx.Rngs) -> None:
+        self.linear = nnx.Linear(din, dout, rngs=rngs)
+        self.bn = nnx.BatchNorm(dout, momentum=0.95, rngs=rngs)
+        self.dropout = nnx.Dropout(0.1)
+
+    def __call__(self, x: jax.Array, *, train: bool, rngs: nnx.Rngs) -> jax.Array:
+        x = self.linear(x)
+        x = self.bn(x, use_running_average=not train)
+        x = jax.nn.gelu(x)
+        return self.dropout(x, deterministic=not train, rngs=rngs)
+
+
+class FlaxScanMLP(nnx.Module):
+    """The seed's ScanMLP in flax idiom: ``nnx.vmap`` init over split keys, ``nnx.scan`` over the stack.
+
+    ``n_layers - 1`` blocks, as in the seed, so stacked shapes can be compared one to one.
+    """
+
+    def __init__(self, hidden_size: int, n_layers: int, *, rngs: nnx.Rngs) -> None:
+        self.n_layers = n_layers
+
+        @nnx.split_rngs(splits=n_layers - 1)
+        @nnx.vmap(in_axes=0, out_axes=0, graph=True, graph_updates=True)
+        def make(rngs: nnx.Rngs) -> FlaxBlock:
+            return FlaxBlock(hidden_size, hidden_size, rngs=rngs)
+
+        self.layers = make(rngs)
+        self.linear = nnx.Linear(hidden_size, hidden_size, rngs=rngs)
+
+    def __call__(self, x: jax.Array, *, train: bool, rngs: nnx.Rngs) -> jax.Array:
+        @nnx.split_rngs(splits=self.n_layers - 1)
+        @nnx.scan(in_axes=(nnx.Carry, 0, 0), out_axes=nnx.Carry, graph=True, graph_updates=True)
+        def step(x: jax.Array, block: FlaxBlock, rngs: nnx.Rngs) -> jax.Array:
+            return block(x, train=train, rngs=rngs)
+
+        x = step(x, self.layers, rngs)
+        return self.linear(x)
+
+
+class FlaxLayers:
+    """``nnx.Linear``/``nnx.BatchNorm``/``nnx.Dropout`` configured to mirror the seed's layers.
+
+    Differences that remain (and that no clause depends on): flax's Linear names its parameters
+    ``kernel``/``bias`` and initialises the kernel with LeCun normal (the seed: ``w``/``b``, uniform).
+    BatchNorm uses ``momentum=0.95`` like the seed's ``mu``. Dropout is built without ``rngs`` so that, as
+    in the seed, it holds no RNG state and draws from the context given at call time.
+    """
+
+    def linear(self, din: int, dout: int, ctx: nnx.Rngs, sharding: Sharding | None = None) -> nnx.Linear:
+        """A sharding annotation goes on the kernel, as ``out_sharding`` metadata."""
+        metadata: dict[str, Any] = {}
+        if sharding is not None:
+            metadata = {"out_sharding": tuple(sharding), "eager_sharding": False}
+        return nnx.Linear(din, dout, rngs=ctx, kernel_metadata=metadata)
+
+    def batch_norm(self, din: int, ctx: nnx.Rngs) -> nnx.BatchNorm:
+        return nnx.BatchNorm(din, momentum=0.95, rngs=ctx)
+
+    def dropout(self, rate: float, ctx: nnx.Rngs) -> nnx.Dropout:
+        """``ctx`` is unused at construction (see the class docstring)."""
+        del ctx
+        return nnx.Dropout(rate)
+
+    def block(self, din: int, dout: int, ctx: nnx.Rngs) -> FlaxBlock:
+        return FlaxBlock(din, dout, rngs=ctx)
+
+    def scan_mlp(self, hidden_size: int, n_layers: int, ctx: nnx.Rngs) -> FlaxScanMLP:
+        """Not in :class:`~nnx_conformance.spec.adapter.LayersAdapter`; used by the defect tests."""
+        return FlaxScanMLP(hidden_size, n_layers, rngs=ctx)
+
+    def call(self, module: Any, x: Any, *, train: bool, ctx: nnx.Rngs) -> Any:
+        if isinstance(module, nnx.Linear):
+            return module(x)
+        if isinstance(module, nnx.BatchNorm):
+            return module(x, use_running_average=not train)
+        if isinstance(module, nnx.Dropout):
+            return module(x, deterministic=not train, rngs=ctx)
+        if isinstance(module, FlaxBlock | FlaxScanMLP):
+            return module(x, train=train, rngs=ctx)
+        raise TypeError(f"not a layer of this adapter: {type(module).__name__}")
+
+
+class FlaxAdapter:
+    """The protocol over ``flax.nnx`` in graph mode; the module docstring gives the mapping."""
+
+    name = "flax"
+    capabilities = Capabilities(
+        cycles=True,  # graph mode: split/merge resolve back-references (NodeRef), self-loops included
+        shared_modules=True,
+        shared_variables=True,  # stored once, under the first path in sorted DFS order
+        separator_in_names=True,  # State is nested by attribute, so "a/b" never meets a.b
+        hashable_def=True,  # GraphDef is a hashable dataclass (provided the statics are hashable)
+        max_depth=_MAX_DEPTH,
+        rng=True,
+        layers=True,
+        sharding=True,
+        reserved_names=_RESERVED,
+    )
+
+    def __init__(self) -> None:
+        self.layers = FlaxLayers()
+
+    # -- building and reading graphs -------------------------------------------------------------------
+    def new_module(self, type_name: str) -> nnx.Module:
+        return _module_type(type_name)()
+
+    def set_attr(self, module: Any, name: str, value: Any) -> None:
+        setattr(module, name, value)
+
+    def attrs(self, module: Any) -> Iterable[tuple[str, Any]]:
+        return [(name, value) for name, value in vars(module).items() if name not in _INTERNAL_ATTRS]
+
+    def is_module(self, obj: Any) -> bool:
+        return isinstance(obj, nnx.Module)
+
+    def type_name(self, module: Any) -> str:
+        return type(module).__name__
+
+    def new_variable(
+        self, collection: str, value: Any, sharding: Sharding | None = None
+    ) -> nnx.Variable[Any]:
+        cls = _variable_type(collection)
+        if sharding is None:
+            return cls(value)
+        return cls(value, out_sharding=tuple(sharding), eager_sharding=False)
+
+    def is_variable(self, obj: Any) -> bool:
+        return isinstance(obj, nnx.Variable)
+
+    def variable_collection(self, var: Any) -> str:
+        """Our name for the type; a flax Variable type we did not create is named by its class name."""
+        return _COLLECTIONS.get(type(var), type(var).__name__)
+
+    def variable_value(self, var: Any) -> Any:
+        """``get_value()``: ``.value`` is deprecated in flax 0.12 (it warns)."""
+        return var.get_value()
+
+    def variable_sharding(self, var: Any) -> Sharding | None:
+        sharding = var.get_metadata("out_sharding", None)
+        return None if sharding is None else tuple(sharding)
+
+    # -- the functional API ----------------------------------------------------------------------------
+    def partition(self, module: Any) -> tuple[nnx.State, nnx.GraphDef[Any]]:
+        graphdef, state = nnx.split(module, graph=True)
+        return state, graphdef
+
+    def merge(self, graphdef: Any, state: Any) -> Any:
+        return nnx.merge(graphdef, state)
+
+    def update(self, module: Any, state: Any) -> None:
+        nnx.update(module, state)
+
+    def state_items(self, state: Any) -> list[tuple[Path, Any]]:
+        """``nnx.to_flat_state``: sorted by path tuple, which is the canonical order."""
+        return [(tuple(str(key) for key in path), leaf) for path, leaf in nnx.to_flat_state(state)]
+
+    def make_state(self, items: Sequence[tuple[Path, Any]]) -> nnx.State:
+        return nnx.from_flat_state([(tuple(path), var) for path, var in items])
+
+    def filter(self, state: Any, *filters: Filter) -> nnx.State:
+        predicates = [_variable_type(f) if isinstance(f, str) else f for f in filters]
+        return nnx.filter_state(state, nnx.Any(*predicates))
+
+    def union(self, *states: Any) -> nnx.State:
+        if not states:
+            return nnx.State({})
+        return nnx.merge_state(*states)
+
+    # -- randomness ------------------------------------------------------------------------------------
+    def new_context(self, seed: int) -> nnx.Rngs:
+        return nnx.Rngs(seed)
+
+    def make_rng(self, ctx: Any) -> jax.Array:
+        return ctx()
+
+    def fork(self, ctx: Any) -> nnx.Rngs:
+        return ctx.fork()
+
+    def key_data(self, key: Any) -> jax.Array:
+        key = jnp.asarray(key)
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            return jax.random.key_data(key)
+        return key.astype(jnp.uint32)
+
+    def jit(self, fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
+        kwargs.setdefault("graph", True)
+        kwargs.setdefault("graph_updates", True)
+        return nnx.jit(fn, **kwargs)
+
+    def vmap(self, fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
+        kwargs.setdefault("graph", True)
+        kwargs.setdefault("graph_updates", True)
+        return nnx.vmap(fn, **kwargs)
