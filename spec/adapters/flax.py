@@ -50,11 +50,17 @@ __all__ = ["FlaxAdapter", "FlaxBlock", "FlaxLayers", "FlaxScanMLP"]
 _MAX_DEPTH = 400
 """Chain depth claimed for ``graph.deep``.
 
-Measured on flax 0.12.8 / CPython 3.11 with the default recursion limit (1000): from a bare script,
-``nnx.split`` handles a 988-deep chain and ``nnx.merge`` 491 (``_graph_unflatten`` plus its nested
-``_get_children`` per level), after which ``RecursionError`` is raised; under pytest + Hypothesis the
-caller's frames (about 60-100) leave merge roughly 440-460 levels. 400 keeps a margin for deeper callers;
-the limit is a property of flax's recursive traversal, not a configured maximum.
+flax's graph traversals are recursive: ``nnx.split`` and ``nnx.update`` use one interpreter frame per
+nesting level, ``nnx.merge`` two (``_graph_unflatten`` plus its nested ``_get_children``). Measured on
+flax 0.12.8 / CPython 3.11 by binary search over chains ending in one Variable:
+
+* fresh interpreter, default recursion limit 1000 (how the suite's isolated ``graph.deep`` child runs):
+  split 988, update 987, merge 491 levels; one more level raises ``RecursionError`` (no crash);
+* inside a Hypothesis test (Hypothesis raises the limit to about 2046 while a test runs): split 1982,
+  merge 988.
+
+So the real limit is ``(sys.getrecursionlimit() - caller frames) / 2``, not a flax setting. 400 is what
+merge handles from any reasonable caller under the default limit.
 """
 
 _ALIASES: dict[str, type[nnx.Variable[Any]]] = {"params": nnx.Param, "batch_stats": nnx.BatchStat}
