@@ -1,0 +1,503 @@
+"""Partition/merge speed: the reference core against flax.nnx (graph mode), the seed, and a lower bound.
+
+What is timed, per module node (each node holds 2 Variables):
+
+* ``core``  -- ``state, moduledef = root.partition()`` then ``moduledef.merge(state)``
+  (:mod:`nnx_conformance.core`);
+* ``flax``  -- ``graphdef, state = nnx.split(root, graph=True)`` then ``nnx.merge(graphdef, state)``
+  (skipped when flax is not installed);
+* ``seed``  -- the seed's Tiny NNX re-statement (``spec/adapters/_tiny_nnx.py``): ``root.partition()`` then
+  ``moduledef.merge(state)``;
+* ``bound`` -- ``jax.tree_util.tree_flatten`` then ``tree_unflatten`` of a nested dict of the same shape
+  (one dict per node holding its 2 arrays and its tree children). Flatten/unflatten is C++ and knows
+  nothing about sharing or cycles, so it is the practical lower bound for any pure-Python partition/merge.
+
+Graphs are random: a bushy tree (branching 2 to 6, so depth stays near log4(N) and no recursive
+implementation meets the recursion limit), plus shared references for about 10% of the nodes (4 in 5 to a
+module, 1 in 5 to another node's Variable, never to an ancestor) and a few cycles (back edges to an
+ancestor). Every implementation gets the same graph, built through its own native API *outside* the timed
+region; leaf values are small numpy arrays created once and shared by all four graphs. The nested dict of
+the bound is the tree without the extra edges (a dict cannot share), so it has the same N nodes and 2N
+leaves.
+
+Method: ``time.perf_counter``; garbage collection disabled while timing (and run between samples); the
+implementations are interleaved within each repeat (order rotated every repeat); results are kept alive
+until after the sample so no deallocation is timed; small graphs run an inner loop so a sample lasts at
+least ~1 ms; one untimed warm-up per implementation and size; the median over repeats is reported, for
+partition, merge, and their per-repeat sum ("both"). An implementation whose samples at one size exceed the
+time budget (``--budget``, seconds) stops after ``--min-repeats`` repeats; the table says how many repeats
+each number is the median of.
+
+    python benchmarks/partition_merge.py                       # full run, N = 10 .. 100,000
+    python benchmarks/partition_merge.py --sizes 10,100,1000 --json out.json
+    python benchmarks/partition_merge.py --only core,bound     # skip flax and the seed
+
+Not a test: nothing here runs in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+DEFAULT_SIZES = (10, 100, 1_000, 10_000, 100_000)
+ALL_IMPLS = ("core", "flax", "seed", "bound")
+TYPE_NAMES = ("Dense", "Norm", "Block", "Stack")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A neutral description of the graph, built once per size and then instantiated per implementation
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Graph:
+    n: int
+    types: list[str]  # node -> type name
+    children: list[list[tuple[str, int]]]  # tree edges: node -> [(attr, child)]
+    extra_nodes: list[list[tuple[str, int]]]  # shared-module references and back edges
+    extra_vars: list[list[tuple[str, int, str]]]  # shared-Variable references: (attr, owner, "w"|"b")
+    n_shared_modules: int
+    n_shared_vars: int
+    n_cycles: int
+    depth: int  # depth of the tree
+
+
+def make_graph(n: int, seed: int = 0) -> Graph:
+    rng = random.Random(seed)
+    types = [rng.choice(TYPE_NAMES) for _ in range(n)]
+    children: list[list[tuple[str, int]]] = [[] for _ in range(n)]
+    parent = [-1] * n
+    depth_of = [0] * n
+    # Breadth-first: each node takes 2..6 children until n nodes exist.
+    nxt, frontier = 1, 0
+    while nxt < n:
+        for k in range(rng.randint(2, 6)):
+            if nxt >= n:
+                break
+            children[frontier].append((f"c{k}", nxt))
+            parent[nxt] = frontier
+            depth_of[nxt] = depth_of[frontier] + 1
+            nxt += 1
+        frontier += 1
+
+    def ancestors(u: int) -> set[int]:
+        out = {u}
+        while parent[u] >= 0:
+            u = parent[u]
+            out.add(u)
+        return out
+
+    extra_nodes: list[list[tuple[str, int]]] = [[] for _ in range(n)]
+    extra_vars: list[list[tuple[str, int, str]]] = [[] for _ in range(n)]
+    n_shared = max(1, round(0.1 * n)) if n > 2 else 0
+    n_mod = n_var = 0
+    for _ in range(n_shared):
+        u = rng.randrange(n)
+        if rng.random() < 0.8:
+            v = rng.randrange(n)
+            if v in ancestors(u):  # would be a cycle; cycles are added separately
+                continue
+            extra_nodes[u].append((f"s{len(extra_nodes[u])}", v))
+            n_mod += 1
+        else:
+            v = rng.randrange(n)
+            if v == u:
+                continue
+            extra_vars[u].append((f"v{len(extra_vars[u])}", v, rng.choice("wb")))
+            n_var += 1
+    n_cycles = 0
+    for _ in range(min(5, max(1, n // 20))):
+        u = rng.randrange(1, n) if n > 1 else 0
+        anc = sorted(ancestors(u))
+        extra_nodes[u].append((f"up{n_cycles}", rng.choice(anc)))
+        n_cycles += 1
+    return Graph(n, types, children, extra_nodes, extra_vars, n_mod, n_var, n_cycles, max(depth_of))
+
+
+def make_values(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Two small distinct arrays per node (created once; never timed)."""
+    return [(np.full((4,), i, np.float32), np.full((2,), -i, np.float32)) for i in range(n)]
+
+
+def instantiate(
+    g: Graph,
+    values: list[tuple[np.ndarray, np.ndarray]],
+    new_module: Callable[[str], Any],
+    new_variable: Callable[[str, Any], Any],
+) -> Any:
+    """Build the graph through an implementation's own classes; returns the root."""
+    nodes = [new_module(t) for t in g.types]
+    vars_: list[tuple[Any, Any]] = []
+    for i, node in enumerate(nodes):
+        w = new_variable("params", values[i][0])
+        b = new_variable("batch_stats", values[i][1])
+        node.w = w
+        node.b = b
+        vars_.append((w, b))
+    for i, node in enumerate(nodes):
+        for name, c in g.children[i]:
+            setattr(node, name, nodes[c])
+        for name, c in g.extra_nodes[i]:
+            setattr(node, name, nodes[c])
+        for name, owner, which in g.extra_vars[i]:
+            setattr(node, name, vars_[owner][0 if which == "w" else 1])
+    return nodes[0]
+
+
+def nested_dict(g: Graph, values: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """The tree part of the graph as nested dicts (the bound's input): N dicts, 2N leaves."""
+    dicts = [{"w": values[i][0], "b": values[i][1]} for i in range(g.n)]
+    for i, d in enumerate(dicts):
+        for name, c in g.children[i]:
+            d[name] = dicts[c]
+    return dicts[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Implementations: build (untimed), split and join (timed)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Impl:
+    name: str
+    build: Callable[[Graph, list[tuple[np.ndarray, np.ndarray]]], Any]
+    split: Callable[[Any], Any]  # what is timed as "partition"
+    join: Callable[[Any], Any]  # what is timed as "merge" (takes split's result)
+    count: Callable[[Any], int]  # number of state leaves in split's result (sanity check, untimed)
+
+
+def core_impl() -> Impl:
+    from nnx_conformance.core import Module, Variable
+
+    types: dict[str, type] = {}
+
+    def new_module(t: str) -> Any:
+        cls = types.get(t)
+        if cls is None:
+            cls = types[t] = type(t, (Module,), {})
+        return cls()
+
+    return Impl(
+        "core",
+        lambda g, vals: instantiate(g, vals, new_module, lambda c, v: Variable(c, v)),
+        lambda root: root.partition(),
+        lambda sd: sd[1].merge(sd[0]),
+        lambda sd: len(sd[0]),
+    )
+
+
+def seed_impl() -> Impl:
+    from nnx_conformance.spec.adapters import _tiny_nnx as tn
+
+    types: dict[str, type] = {}
+
+    def new_module(t: str) -> Any:
+        cls = types.get(t)
+        if cls is None:
+            cls = types[t] = type(t, (tn.Module,), {})
+        return cls()
+
+    return Impl(
+        "seed",
+        lambda g, vals: instantiate(g, vals, new_module, lambda c, v: tn.Variable(c, v)),
+        lambda root: root.partition(),
+        lambda sd: sd[1].merge(sd[0]),
+        lambda sd: len(sd[0]),
+    )
+
+
+def flax_impl() -> Impl | None:
+    try:
+        from flax import nnx
+    except ImportError:
+        return None
+    types: dict[str, type] = {}
+    var_types = {"params": nnx.Param, "batch_stats": nnx.BatchStat}
+
+    def new_module(t: str) -> Any:
+        cls = types.get(t)
+        if cls is None:
+            cls = types[t] = type(t, (nnx.Module,), {})
+        return cls()
+
+    split, merge = nnx.split, nnx.merge
+    return Impl(
+        "flax",
+        lambda g, vals: instantiate(g, vals, new_module, lambda c, v: var_types[c](v)),
+        lambda root: split(root, graph=True),
+        lambda gs: merge(gs[0], gs[1]),
+        lambda gs: len(jax.tree_util.tree_leaves(gs[1])),
+    )
+
+
+def bound_impl() -> Impl:
+    flatten, unflatten = jax.tree_util.tree_flatten, jax.tree_util.tree_unflatten
+    return Impl(
+        "bound",
+        nested_dict,
+        flatten,
+        lambda lt: unflatten(lt[1], lt[0]),
+        lambda lt: len(lt[0]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------------------
+
+
+def inner_loops(n: int) -> int:
+    """Repetitions inside one sample, so that small graphs give samples of ~1 ms or more."""
+    return max(1, 2_000 // n)
+
+
+def sample(impl: Impl, root: Any, k: int) -> tuple[float, float]:
+    """One timed sample: k partitions, then k merges of the last partition; seconds per call."""
+    parts: list[Any] = [None] * k
+    merged: list[Any] = [None] * k
+    split, join = impl.split, impl.join
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        for i in range(k):
+            parts[i] = split(root)
+        t1 = time.perf_counter()
+        part = parts[-1]
+        for i in range(k):
+            merged[i] = join(part)
+        t2 = time.perf_counter()
+    finally:
+        gc.enable()
+    del parts, merged
+    return (t1 - t0) / k, (t2 - t1) / k
+
+
+def expected_leaves(g: Graph) -> int:
+    return 2 * g.n
+
+
+def bench_size(
+    n: int, impls: list[Impl], repeats: int, min_repeats: int, budget: float, seed: int
+) -> dict[str, dict[str, Any]]:
+    g = make_graph(n, seed)
+    values = make_values(n)
+    print(
+        f"\nN = {n:,}: tree depth {g.depth}, {g.n_shared_modules} shared-module refs, "
+        f"{g.n_shared_vars} shared-Variable refs, {g.n_cycles} back edges",
+        flush=True,
+    )
+    roots: dict[str, Any] = {}
+    for impl in impls:
+        t = time.perf_counter()
+        roots[impl.name] = impl.build(g, values)
+        # Warm-up, and a sanity check that every implementation sees all 2N Variables once.
+        got = impl.count(impl.split(roots[impl.name]))
+        impl.join(impl.split(roots[impl.name]))
+        if got != expected_leaves(g) and impl.name != "seed":  # the seed stores a shared Variable per path
+            raise AssertionError(f"{impl.name}: {got} state leaves, expected {expected_leaves(g)}")
+        print(f"  built + warmed {impl.name} in {time.perf_counter() - t:.1f} s", flush=True)
+    k = inner_loops(n)
+    samples: dict[str, list[tuple[float, float]]] = {impl.name: [] for impl in impls}
+    spent = dict.fromkeys(samples, 0.0)
+    active = list(impls)
+    for r in range(repeats):
+        if not active:
+            break
+        order = active[r % len(active) :] + active[: r % len(active)]
+        for impl in order:
+            p, m = sample(impl, roots[impl.name], k)
+            samples[impl.name].append((p, m))
+            spent[impl.name] += (p + m) * k
+        active = [i for i in active if not (spent[i.name] > budget and len(samples[i.name]) >= min_repeats)]
+    out: dict[str, dict[str, Any]] = {}
+    for name, ss in samples.items():
+        out[name] = {
+            "partition": statistics.median(p for p, _ in ss) / n * 1e6,
+            "merge": statistics.median(m for _, m in ss) / n * 1e6,
+            "both": statistics.median(p + m for p, m in ss) / n * 1e6,
+            "repeats": len(ss),
+            "inner": k,
+        }
+        print(
+            f"  {name:6s} partition {out[name]['partition']:8.2f}  merge {out[name]['merge']:8.2f}  "
+            f"both {out[name]['both']:8.2f} us/node  ({len(ss)} repeats x {k})",
+            flush=True,
+        )
+    del roots
+    gc.collect()
+    return out
+
+
+def default_repeats(n: int) -> int:
+    return {10: 31, 100: 21, 1_000: 15, 10_000: 9}.get(n, 5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import flax
+
+        flax_version = flax.__version__
+    except ImportError:
+        flax_version = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "flax": flax_version,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def fmt(x: float | None, spec: str = "8.2f") -> str:
+    return format(x, spec) if x is not None else " " * (int(spec.split(".")[0]) - 3) + "n/a"
+
+
+def table(results: dict[int, dict[str, dict[str, Any]]], names: list[str]) -> str:
+    lines = []
+    for what in ("partition", "merge", "both"):
+        lines.append(f"\n{what} (us per module node; median)")
+        lines.append("        N " + "".join(f"{n:>10s}" for n in names))
+        for n, res in results.items():
+            lines.append(
+                f"{n:>9,} " + "".join(fmt(res[i][what] if i in res else None, "10.2f") for i in names)
+            )
+    lines.append("\nratios, partition+merge ('both')")
+    cols = []
+    if "core" in names and "bound" in names:
+        cols.append(("core/bound", "core", "bound"))
+    if "seed" in names and "bound" in names:
+        cols.append(("seed/bound", "seed", "bound"))
+    if "flax" in names and "bound" in names:
+        cols.append(("flax/bound", "flax", "bound"))
+    if "flax" in names and "core" in names:
+        cols.append(("flax/core", "flax", "core"))
+    if "seed" in names and "core" in names:
+        cols.append(("seed/core", "seed", "core"))
+    lines.append("        N " + "".join(f"{c[0]:>12s}" for c in cols) + "   repeats")
+    for n, res in results.items():
+        row = f"{n:>9,} "
+        for _, a, b in cols:
+            row += fmt(res[a]["both"] / res[b]["both"] if a in res and b in res else None, "12.2f")
+        row += "   " + " ".join(f"{i}:{res[i]['repeats']}x{res[i]['inner']}" for i in names if i in res)
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def goals(results: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
+    out = []
+    sizes = sorted(results)
+    have = lambda n, i: i in results[n]
+    flax_ns = [n for n in sizes if n >= 100 and have(n, "flax") and have(n, "core")]
+    if flax_ns:
+        worst = min(results[n]["flax"]["both"] / results[n]["core"]["both"] for n in flax_ns)
+        ok = worst >= 10
+        out.append(
+            f"core >= 10x faster than flax at every N >= 100: {'MET' if ok else 'MISSED'} (worst {worst:.1f}x)"
+        )
+    bound_ns = [n for n in sizes if have(n, "bound") and have(n, "core")]
+    if bound_ns:
+        worst = max(results[n]["core"]["both"] / results[n]["bound"]["both"] for n in bound_ns)
+        out.append(
+            f"core within 3x of the bound at every N: {'MET' if worst <= 3 else 'MISSED'} (worst {worst:.2f}x)"
+        )
+    if 1_000 in results and 100_000 in results and have(1_000, "core") and have(100_000, "core"):
+        ratio = results[100_000]["core"]["both"] / results[1_000]["core"]["both"]
+        out.append(
+            f"core per-node cost at 100,000 <= 1.5x that at 1,000: {'MET' if ratio <= 1.5 else 'MISSED'} "
+            f"({ratio:.2f}x)"
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="comma-separated node counts")
+    ap.add_argument("--only", default=",".join(ALL_IMPLS), help="implementations: core,flax,seed,bound")
+    ap.add_argument("--repeats", type=int, default=None, help="repeats per size (default: 31 at N=10 .. 5)")
+    ap.add_argument("--min-repeats", type=int, default=3, help="repeats kept even past the budget")
+    ap.add_argument("--budget", type=float, default=60.0, help="seconds of timed work per impl and size")
+    ap.add_argument("--seed", type=int, default=0, help="graph seed")
+    ap.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
+    args = ap.parse_args(argv)
+
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s]
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    makers = {"core": core_impl, "flax": flax_impl, "seed": seed_impl, "bound": bound_impl}
+    impls: list[Impl] = []
+    skipped: list[str] = []
+    for name in wanted:
+        impl = makers[name]()
+        if impl is None:
+            skipped.append(name)
+        else:
+            impls.append(impl)
+    info = machine()
+    print("machine:", ", ".join(f"{k}={v}" for k, v in info.items()))
+    if skipped:
+        print("not installed, skipped:", ", ".join(skipped))
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    t0 = time.perf_counter()
+    for n in sizes:
+        reps = args.repeats or default_repeats(n)
+        results[n] = bench_size(n, impls, reps, min(args.min_repeats, reps), args.budget, args.seed)
+    names = [i.name for i in impls]
+    print(table(results, names))
+    print()
+    for line in goals(results):
+        print(line)
+    print(f"\ntotal wall time {time.perf_counter() - t0:.0f} s")
+    if args.json:
+        doc = {
+            "sizes": sizes,
+            "us_per_node": {name: {str(n): results[n][name]["both"] for n in sizes} for name in names},
+            "partition_us_per_node": {
+                name: {str(n): results[n][name]["partition"] for n in sizes} for name in names
+            },
+            "merge_us_per_node": {name: {str(n): results[n][name]["merge"] for n in sizes} for name in names},
+            "repeats": {name: {str(n): results[n][name]["repeats"] for n in sizes} for name in names},
+            "inner_loops": {str(n): inner_loops(n) for n in sizes},
+            "skipped": skipped,
+            "goals": goals(results),
+            "machine": info,
+            "argv": sys.argv[1:],
+        }
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
