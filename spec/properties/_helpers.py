@@ -27,10 +27,18 @@ def impl_spec(impl: Any) -> str:
     return adapter_spec(impl) or f"{type(impl).__module__}:{type(impl).__qualname__}"
 
 
+last_shown: Any = None
+"""The blueprint most recently passed to :func:`show`. After Hypothesis reports a failure it has just
+replayed the shrunk example, so this is the counterexample; ``benchmarks/kill_matrix.py`` reads it to
+report counterexample sizes. Nothing in the suite depends on it."""
+
+
 def show(impl: Any, blueprint: Any, label: str = "graph") -> None:
     """Attach a runnable reproduction of ``blueprint`` for ``impl`` to the failure report."""
     from nnx_conformance.strategies import snippet
 
+    global last_shown
+    last_shown = blueprint
     note(f"# --- reproduction ({label}) ---\n{snippet(blueprint, impl_spec(impl))}")
 
 
