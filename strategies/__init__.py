@@ -1,0 +1,106 @@
+"""Hypothesis strategies for NNX-style module systems, and the oracle that judges them.
+
+Module graphs are drawn as :class:`Blueprint` data -- node lists whose edges are indices -- because
+``st.recursive`` can only grow trees and NNX's hard cases are sharing and cycles. A blueprint is then
+built into whatever implementation is under test through its adapter (:func:`build`), read back
+(:func:`read`), and compared with what the :func:`oracle` computes from the blueprint alone.
+
+Quick tour::
+
+    @given(graphs(impl.capabilities))
+    def test_partition_paths(bp):
+        root = build(bp, impl).root
+        state, _ = impl.partition(root)
+        assert [p for p, _ in impl.state_items(state)] == [p for p, _ in oracle(bp).expected_items]
+"""
+
+from nnx_conformance.strategies.blueprint import (
+    Blueprint,
+    MalformedBlueprint,
+    NodeRef,
+    NodeSpec,
+    Path,
+    Ref,
+    Sharding,
+    Static,
+    VarRef,
+    VarSpec,
+)
+from nnx_conformance.strategies.build import Built, build, canonical, read
+from nnx_conformance.strategies.filters import (
+    Everything,
+    Nothing,
+    PathContains,
+    PathDepth,
+    PathPrefix,
+    filters,
+    matches,
+)
+from nnx_conformance.strategies.graphs import TYPE_NAMES, graphs
+from nnx_conformance.strategies.names import IDENTIFIER_NAMES, PUNCTUATED_NAMES, name_pool, names
+from nnx_conformance.strategies.oracle import Edge, EdgeKind, Oracle, chain, oracle
+from nnx_conformance.strategies.rng_programs import RngOp, RngProgram, RngRecord, rng_programs, run_program
+from nnx_conformance.strategies.snippet import snippet
+from nnx_conformance.strategies.variables import (
+    COLLECTIONS,
+    DTYPES,
+    MESH_AXES,
+    SHAPES,
+    collections,
+    dtypes,
+    shapes,
+    shardings,
+    statics,
+    variables,
+)
+
+__all__ = [
+    "COLLECTIONS",
+    "DTYPES",
+    "IDENTIFIER_NAMES",
+    "MESH_AXES",
+    "PUNCTUATED_NAMES",
+    "SHAPES",
+    "TYPE_NAMES",
+    "Blueprint",
+    "Built",
+    "Edge",
+    "EdgeKind",
+    "Everything",
+    "MalformedBlueprint",
+    "NodeRef",
+    "NodeSpec",
+    "Nothing",
+    "Oracle",
+    "Path",
+    "PathContains",
+    "PathDepth",
+    "PathPrefix",
+    "Ref",
+    "RngOp",
+    "RngProgram",
+    "RngRecord",
+    "Sharding",
+    "Static",
+    "VarRef",
+    "VarSpec",
+    "build",
+    "canonical",
+    "chain",
+    "collections",
+    "dtypes",
+    "filters",
+    "graphs",
+    "matches",
+    "name_pool",
+    "names",
+    "oracle",
+    "read",
+    "rng_programs",
+    "run_program",
+    "shapes",
+    "shardings",
+    "snippet",
+    "statics",
+    "variables",
+]

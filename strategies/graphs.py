@@ -1,0 +1,275 @@
+"""``graphs()``: module graphs with sharing and cycles, drawn as blueprints.
+
+How a graph is drawn, and why that way:
+
+1. **A spanning tree first.** Node ``i > 0`` gets a parent among the nodes ``< i`` (an *index* draw, so
+   every choice is valid; nothing is filtered or assumed). Every node is therefore reachable, and deleting
+   a node while shrinking never disconnects the graph.
+2. **Variables and statics** each get an owner node by index.
+3. **Extra edges**, each a few index draws, each kind only where the capabilities allow it:
+   *back edges* from a node to one of its tree ancestors or itself (cycles), *forward edges* ``src < dst``
+   (shared modules; forward, so without back edges the graph stays acyclic), and extra references to an
+   existing Variable (shared Variables).
+4. **Names**, per node, by index into the names not yet used by that node (unique by construction).
+
+No generality is lost: numbering the nodes of any graph whose nodes are reachable from the root in
+reverse post-order of a depth-first search makes every tree, forward and cross edge go from a lower to a
+higher index and every other edge go back to an ancestor, which is exactly the form above.
+
+Shrinking is designed in. Each list (nodes, Variables, statics, each kind of extra edge) is drawn like
+``st.lists`` draws, one "one more?" choice per element, so the shrinker can delete any element on its own,
+and every index shrinks towards 0. A bug that needs a cycle therefore shrinks to the one-node graph
+``root.a = root``; a bug that needs a shared Variable to ``root.a = v; root.b = v``; a shared module to
+``root.a = m1; root.b = m1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from nnx_conformance.spec.adapter import Capabilities
+from nnx_conformance.strategies._draws import index
+from nnx_conformance.strategies.blueprint import Blueprint, NodeRef, NodeSpec, Ref, Static, VarRef, VarSpec
+from nnx_conformance.strategies.names import DEFAULT_CAPABILITIES, allowed, name_pool
+from nnx_conformance.strategies.variables import COLLECTIONS, statics, variables
+
+__all__ = ["TYPE_NAMES", "graphs"]
+
+TYPE_NAMES: tuple[str, ...] = ("A", "B", "C")
+"""Module type names (same name = same type); few, so graph definitions repeat and shrink to ``"A"``."""
+
+# "One more element?" coins. ``sampled_from`` shrinks to its first entry, so each list shrinks to empty;
+# the number of True entries sets the mean length (geometric).
+_MORE_NODES = st.sampled_from((False, True, True, True))
+_MORE_VARIABLES = st.sampled_from((False, True, True))
+_MORE_EXTRAS = st.sampled_from((False, True, True))
+_MORE_STATICS = st.booleans()
+_TWIN = st.sampled_from((False, False, True))
+_TWIN_SEPARATOR = st.sampled_from(("/", "-"))
+_TYPES = st.sampled_from(TYPE_NAMES)
+_STATICS = statics()
+_MAX_EXTRAS = 3
+"""Bound on each kind of extra edge (back edges, shared modules, shared Variables)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    min_nodes: int
+    max_nodes: int
+    max_depth: int
+    max_vars: int
+    max_statics: int
+    names: tuple[str, ...]
+    reserved: frozenset[str]
+    cycles: bool
+    shared_modules: bool
+    shared_variables: bool
+    twins: bool
+    var_strategy: st.SearchStrategy[VarSpec]
+
+
+def _flag(name: str, value: bool | None, capabilities: Capabilities) -> bool:
+    claimed = bool(getattr(capabilities, name))
+    if value is None:
+        return claimed
+    if value and not claimed:
+        raise InvalidArgument(f"{name}=True, but the capabilities disclaim {name}")
+    return value
+
+
+@functools.lru_cache(maxsize=128)
+def _config(
+    capabilities: Capabilities,
+    min_nodes: int,
+    max_nodes: int,
+    max_depth: int | None,
+    max_vars: int,
+    max_statics: int,
+    names: tuple[str, ...] | None,
+    collections: tuple[str, ...],
+    cycles: bool | None,
+    shared_modules: bool | None,
+    shared_variables: bool | None,
+    sharding: bool | None,
+) -> _Config:
+    if not 1 <= min_nodes <= max_nodes:
+        raise InvalidArgument(f"need 1 <= min_nodes <= max_nodes, got {min_nodes=}, {max_nodes=}")
+    if max_depth is None:
+        max_depth = min(capabilities.max_depth, max_nodes - 1)
+    if max_depth < 0 or (max_depth == 0 and min_nodes > 1):
+        raise InvalidArgument(f"max_depth={max_depth} leaves no room for {min_nodes} nodes")
+    if max_vars < 0 or max_statics < 0:
+        raise InvalidArgument(f"need max_vars >= 0 and max_statics >= 0, got {max_vars=}, {max_statics=}")
+    if names is None:
+        names = name_pool(capabilities)
+    bad = [n for n in names if not isinstance(n, str) or not allowed(n, capabilities)]
+    if bad or not names or len(set(names)) != len(names):
+        raise InvalidArgument(
+            f"names must be distinct, non-empty and allowed by the capabilities; bad: {bad}"
+        )
+    if not collections:
+        raise InvalidArgument("collections must not be empty")
+    return _Config(
+        min_nodes=min_nodes,
+        max_nodes=max_nodes if max_depth > 0 else 1,
+        max_depth=max_depth,
+        max_vars=max_vars,
+        max_statics=max_statics,
+        names=names,
+        reserved=capabilities.reserved_names,
+        cycles=_flag("cycles", cycles, capabilities),
+        shared_modules=_flag("shared_modules", shared_modules, capabilities),
+        shared_variables=_flag("shared_variables", shared_variables, capabilities),
+        twins=capabilities.separator_in_names,
+        var_strategy=variables(collections=collections, sharding=_flag("sharding", sharding, capabilities)),
+    )
+
+
+@st.composite
+def graphs(
+    draw: st.DrawFn,
+    capabilities: Capabilities = DEFAULT_CAPABILITIES,
+    *,
+    min_nodes: int = 1,
+    max_nodes: int = 8,
+    max_depth: int | None = None,
+    max_vars: int = 6,
+    max_statics: int = 3,
+    names: Sequence[str] | None = None,
+    collections: Sequence[str] = COLLECTIONS,
+    cycles: bool | None = None,
+    shared_modules: bool | None = None,
+    shared_variables: bool | None = None,
+    sharding: bool | None = None,
+) -> Blueprint:
+    """A valid :class:`Blueprint` using only what ``capabilities`` claims.
+
+    ``cycles``, ``shared_modules``, ``shared_variables`` and ``sharding`` default to the capability of the
+    same name; ``False`` switches the feature off, ``True`` where the capabilities disclaim it is an error.
+    ``max_depth`` (default: ``min(capabilities.max_depth, max_nodes - 1)``) bounds how many attribute
+    accesses separate any node from the root. ``names`` is the pool of attribute names (default
+    :func:`~.names.name_pool`); it must hold only names the capabilities allow, and it need not be large:
+    a node that runs out gets ``n0``, ``n1``, ... Where ``capabilities.separator_in_names`` holds, some
+    nodes also get a *twin* attribute ``"x/y"`` (or ``"x-y"``) next to an attribute ``x`` whose module has
+    an attribute ``y``: the pair that makes ``"/"``-joined keys collide or sort differently from paths.
+    """
+    cfg = _config(
+        capabilities,
+        min_nodes,
+        max_nodes,
+        max_depth,
+        max_vars,
+        max_statics,
+        None if names is None else tuple(names),
+        tuple(collections),
+        cycles,
+        shared_modules,
+        shared_variables,
+        sharding,
+    )
+    return _draw_graph(draw, cfg)
+
+
+def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
+    # 1. The spanning tree. ``open_`` holds the nodes that may still take children (depth < max_depth).
+    parent, depth, open_ = [-1], [0], [0]
+    slots: list[list[Ref]] = [[]]
+    while len(parent) < cfg.max_nodes and (len(parent) < cfg.min_nodes or draw(_MORE_NODES)):
+        # Half the time extend the newest open node, so that chains (and the depth bound) are common;
+        # otherwise pick any open node. Both shrink to "the root".
+        if len(open_) > 1 and draw(st.booleans()):
+            p = open_[-1]
+        else:
+            p = open_[index(draw, len(open_))]
+        child = len(parent)
+        parent.append(p)
+        depth.append(depth[p] + 1)
+        slots.append([])
+        slots[p].append(NodeRef(child))
+        if depth[child] < cfg.max_depth:
+            open_.append(child)
+    n = len(parent)
+    types = [draw(_TYPES) for _ in range(n)]
+
+    # 2. Variables and statics, each owned by one node.
+    specs: list[VarSpec] = []
+    while len(specs) < cfg.max_vars and draw(_MORE_VARIABLES):
+        slots[index(draw, n)].append(VarRef(len(specs)))
+        specs.append(draw(cfg.var_strategy))
+    n_statics = 0
+    while n_statics < cfg.max_statics and draw(_MORE_STATICS):
+        slots[index(draw, n)].append(Static(draw(_STATICS)))
+        n_statics += 1
+
+    # 3. Extra edges.
+    if cfg.cycles:
+        for _ in _more(draw):
+            src = index(draw, n)
+            ancestors = [src]  # itself first: the simplest back edge is a self-loop
+            while parent[ancestors[-1]] >= 0:
+                ancestors.append(parent[ancestors[-1]])
+            slots[src].append(NodeRef(ancestors[index(draw, len(ancestors))]))
+    if cfg.shared_modules and n > 1:
+        for _ in _more(draw):
+            dst = 1 + index(draw, n - 1)
+            slots[index(draw, dst)].append(NodeRef(dst))
+    if cfg.shared_variables and specs:
+        for _ in _more(draw):
+            var = VarRef(index(draw, len(specs)))
+            slots[index(draw, n)].append(var)
+
+    # 4. Names, unique per node by construction; then maybe one separator twin.
+    names = [_draw_names(draw, cfg.names, len(refs)) for refs in slots]
+    if cfg.twins:
+        _plant_twin(draw, cfg, names, slots)
+
+    nodes = tuple(NodeSpec(t, tuple(zip(nm, refs))) for t, nm, refs in zip(types, names, slots))
+    return Blueprint(nodes, tuple(specs))
+
+
+def _more(draw: st.DrawFn) -> range:
+    """How many extra edges of one kind: a run of "one more?" coins, at most :data:`_MAX_EXTRAS`."""
+    count = 0
+    while count < _MAX_EXTRAS and draw(_MORE_EXTRAS):
+        count += 1
+    return range(count)
+
+
+def _draw_names(draw: st.DrawFn, pool: tuple[str, ...], k: int) -> list[str]:
+    chosen: list[str] = []
+    for _ in range(k):
+        free = [name for name in pool if name not in chosen]
+        if free:
+            chosen.append(free[index(draw, len(free))])
+        else:  # the pool is exhausted: fall back to fresh plain names
+            chosen.append(next(f"n{i}" for i in range(k + len(pool)) if f"n{i}" not in chosen))
+    return chosen
+
+
+def _plant_twin(draw: st.DrawFn, cfg: _Config, names: list[list[str]], slots: list[list[Ref]]) -> None:
+    """Maybe rename one attribute of some node to ``x/y`` (or ``x-y``), where the node's attribute ``x`` is
+    a module with an attribute ``y``: ``("x/y",)`` and ``("x", "y")`` then join to the same string (or
+    sort one way as strings and the other as tuples). One coin per graph, so about a third of the graphs
+    that can hold such a pair get one."""
+    hosts = [
+        i
+        for i, refs in enumerate(slots)
+        if len(refs) > 1 and any(isinstance(r, NodeRef) and names[r.index] for r in refs)
+    ]
+    if not hosts or not draw(_TWIN):
+        return
+    host = hosts[index(draw, len(hosts))]
+    mine, refs = names[host], slots[host]
+    carriers = [s for s, r in enumerate(refs) if isinstance(r, NodeRef) and names[r.index]]
+    s = carriers[index(draw, len(carriers))]
+    child = names[refs[s].index]  # type: ignore[union-attr]
+    twin = f"{mine[s]}{draw(_TWIN_SEPARATOR)}{child[index(draw, len(child))]}"
+    others = [t for t in range(len(mine)) if t != s]
+    target = others[index(draw, len(others))]
+    if twin not in mine and twin not in cfg.reserved:
+        mine[target] = twin

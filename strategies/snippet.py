@@ -1,0 +1,84 @@
+"""A blueprint as a short script that rebuilds its graph through an implementation's adapter.
+
+Failure reports print this, so that a shrunk counterexample is something to paste and run rather than a
+nest of indices. Every statement goes through the adapter (``a.new_module``, ``a.set_attr``...), so the
+same snippet works for any implementation; comments mark the edges that make the graph interesting.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnx_conformance.strategies.blueprint import Blueprint, NodeRef, VarRef, VarSpec
+from nnx_conformance.strategies.oracle import EdgeKind, oracle
+
+__all__ = ["snippet"]
+
+DEFAULT_ADAPTER = "core"
+
+
+def _target(adapter: str) -> tuple[str, str]:
+    """``(module, attribute)`` of an adapter named by ``pkg.module:Attr`` or a registered short name."""
+    if ":" not in adapter:
+        from nnx_conformance.spec.registry import resolve
+
+        adapter = resolve(adapter).target
+    module, _, attr = adapter.partition(":")
+    return module, attr
+
+
+def _array(var: VarSpec) -> str:
+    dtype = f"np.{var.dtype}" if hasattr(np, var.dtype) else f"np.dtype({var.dtype!r})"
+    return f"np.array({var.array().tolist()!r}, {dtype})"
+
+
+def _new_variable(var: VarSpec) -> str:
+    sharding = "" if var.sharding is None else f", {var.sharding!r}"
+    return f"a.new_variable({var.collection!r}, {_array(var)}{sharding})"
+
+
+def snippet(bp: Blueprint, adapter: str = DEFAULT_ADAPTER) -> str:
+    """Python source that rebuilds ``bp`` with ``adapter`` (``"core"``, or ``"pkg.module:Attr"``).
+
+    The graph's root ends up in the variable ``root``. Modules are ``root``, ``m1``, ``m2``...; a Variable
+    gets a name (``v0``...) only when it is shared, otherwise it is created where it is assigned.
+    """
+    module, attr = _target(adapter)
+    o = oracle(bp)
+    kinds = {(e.src, e.name): e.kind for e in o.edges}
+    users: dict[int, int] = {}
+    for node in bp.nodes:
+        for _, ref in node.attrs:
+            if isinstance(ref, VarRef):
+                users[ref.index] = users.get(ref.index, 0) + 1
+
+    def module_name(i: int) -> str:
+        return "root" if i == 0 else f"m{i}"
+
+    summary = f"{len(bp.nodes)} module(s), {len(bp.variables)} Variable(s)"
+    if o.shared_nodes or o.shared_variables:
+        summary += f", shared: {len(o.shared_nodes)} module(s) {len(o.shared_variables)} Variable(s)"
+    if o.cycles:
+        summary += f", {len(o.cycles)} cycle edge(s)"
+    lines = [f"# {summary}", "import numpy as np", f"from {module} import {attr}", "", f"a = {attr}()"]
+    lines += [f"{module_name(i)} = a.new_module({node.type_name!r})" for i, node in enumerate(bp.nodes)]
+    lines += [
+        f"v{j} = {_new_variable(var)}  # shared" for j, var in enumerate(bp.variables) if users.get(j, 0) > 1
+    ]
+    for i, node in enumerate(bp.nodes):
+        for name, ref in node.attrs:
+            comment = ""
+            if isinstance(ref, NodeRef):
+                value = module_name(ref.index)
+                kind = kinds.get((i, name))
+                if kind is EdgeKind.CYCLE:
+                    comment = "  # cycle"
+                elif kind is EdgeKind.SHARED:
+                    comment = "  # shared"
+            elif isinstance(ref, VarRef):
+                var = bp.variables[ref.index]
+                value = f"v{ref.index}" if users[ref.index] > 1 else _new_variable(var)
+            else:
+                value = repr(ref.value)
+            lines.append(f"a.set_attr({module_name(i)}, {name!r}, {value}){comment}")
+    return "\n".join(lines) + "\n"
