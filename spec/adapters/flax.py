@@ -255,7 +255,11 @@ class FlaxAdapter:
         nnx.update(module, state)
 
     def state_items(self, state: Any) -> list[tuple[Path, Any]]:
-        """``nnx.to_flat_state``: sorted by path tuple, which is the canonical order."""
+        """``nnx.to_flat_state``: sorted by path tuple, which is the canonical order.
+
+        Attribute keys are already ``str``; the ``str()`` only matters for the ``int`` keys of flax's own
+        containers (``nnx.List``), which the protocol's paths spell as digits.
+        """
         return [(tuple(str(key) for key in path), leaf) for path, leaf in nnx.to_flat_state(state)]
 
     def make_state(self, items: Sequence[tuple[Path, Any]]) -> nnx.State:
