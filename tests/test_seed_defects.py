@@ -201,14 +201,16 @@ def test_batch_norm_stats_drift_to_a_leading_axis(case):
 
 
 def _scan_mlp(name, impl, ctx):
-    """The notebook's ``ScanMLP(hidden_size=10, n_layers=5)``, from the adapter's layers if it offers one."""
+    """The notebook's ``ScanMLP(hidden_size=10, n_layers=5)``: from the adapter's layers if they offer one
+    (``scan_mlp`` is outside the protocol), else the core's ``ScanMLP`` class."""
     maker = getattr(impl.layers, "scan_mlp", None)
     if maker is not None:
         return maker(10, 5, ctx)
-    core = importlib.import_module("nnx_conformance.core")
-    if not hasattr(core, "ScanMLP"):
-        pytest.skip(f"{name} exposes no ScanMLP")
-    return core.ScanMLP(10, 5, ctx=ctx)
+    for module_name in ("nnx_conformance.core.layers", "nnx_conformance.core"):
+        scan_mlp = getattr(importlib.import_module(module_name), "ScanMLP", None)
+        if scan_mlp is not None:
+            return scan_mlp(10, 5, ctx=ctx)
+    pytest.skip(f"{name} exposes no ScanMLP")
 
 
 def test_scan_mlp_stacked_stats_gain_an_axis(case):
