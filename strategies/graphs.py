@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
@@ -46,11 +46,12 @@ TYPE_NAMES: tuple[str, ...] = ("A", "B", "C")
 # "One more element?" coins. ``sampled_from`` shrinks to its first entry, so each list shrinks to empty;
 # the number of True entries sets the mean length (geometric).
 _MORE_NODES = st.sampled_from((False, True, True, True))
-_MORE_VARIABLES = st.sampled_from((False, True, True))
+_MORE_VARIABLES = st.sampled_from((False, True, True, True))
 _MORE_EXTRAS = st.sampled_from((False, True, True))
 _MORE_STATICS = st.booleans()
-_TWIN = st.sampled_from((False, False, True))
-_TWIN_SEPARATOR = st.sampled_from(("/", "-"))
+_EXTEND = st.sampled_from((False, True, True, True))
+_TWIN = st.sampled_from((False, True, True, True))
+_TWIN_SEPARATOR = st.sampled_from(("/", "/", "-"))
 _TYPES = st.sampled_from(TYPE_NAMES)
 _STATICS = statics()
 _MAX_EXTRAS = 3
@@ -177,12 +178,14 @@ def graphs(
 
 def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
     # 1. The spanning tree. ``open_`` holds the nodes that may still take children (depth < max_depth).
+    # A per-graph coin picks the shape (swarm-style): "bushy" graphs attach each node to any open node;
+    # "deep" ones mostly extend the newest open node, so chains and the depth bound are common. Both
+    # shrink to "bushy" and every parent to the root.
     parent, depth, open_ = [-1], [0], [0]
     slots: list[list[Ref]] = [[]]
+    deep = cfg.max_nodes > 2 and draw(st.booleans())
     while len(parent) < cfg.max_nodes and (len(parent) < cfg.min_nodes or draw(_MORE_NODES)):
-        # Half the time extend the newest open node, so that chains (and the depth bound) are common;
-        # otherwise pick any open node. Both shrink to "the root".
-        if len(open_) > 1 and draw(st.booleans()):
+        if deep and len(open_) > 1 and draw(_EXTEND):
             p = open_[-1]
         else:
             p = open_[index(draw, len(open_))]
@@ -195,11 +198,14 @@ def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
             open_.append(child)
     n = len(parent)
     types = [draw(_TYPES) for _ in range(n)]
+    tree_slots = [len(refs) for refs in slots]  # tree edges come first in each node's slots
 
     # 2. Variables and statics, each owned by one node.
     specs: list[VarSpec] = []
     while len(specs) < cfg.max_vars and draw(_MORE_VARIABLES):
-        slots[index(draw, n)].append(VarRef(len(specs)))
+        owner = index(draw, n)
+        slots[owner].insert(tree_slots[owner], VarRef(len(specs)))  # home slots stay up front
+        tree_slots[owner] += 1
         specs.append(draw(cfg.var_strategy))
     n_statics = 0
     while n_statics < cfg.max_statics and draw(_MORE_STATICS):
@@ -226,7 +232,7 @@ def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
     # 4. Names, unique per node by construction; then maybe one separator twin.
     names = [_draw_names(draw, cfg.names, len(refs)) for refs in slots]
     if cfg.twins:
-        _plant_twin(draw, cfg, names, slots)
+        _plant_twin(draw, cfg, names, slots, tree_slots)
 
     nodes = tuple(NodeSpec(t, tuple(zip(nm, refs))) for t, nm, refs in zip(types, names, slots))
     return Blueprint(nodes, tuple(specs))
@@ -251,25 +257,38 @@ def _draw_names(draw: st.DrawFn, pool: tuple[str, ...], k: int) -> list[str]:
     return chosen
 
 
-def _plant_twin(draw: st.DrawFn, cfg: _Config, names: list[list[str]], slots: list[list[Ref]]) -> None:
-    """Maybe rename one attribute of some node to ``x/y`` (or ``x-y``), where the node's attribute ``x`` is
-    a module with an attribute ``y``: ``("x/y",)`` and ``("x", "y")`` then join to the same string (or
-    sort one way as strings and the other as tuples). One coin per graph, so about a third of the graphs
-    that can hold such a pair get one."""
-    hosts = [
-        i
-        for i, refs in enumerate(slots)
-        if len(refs) > 1 and any(isinstance(r, NodeRef) and names[r.index] for r in refs)
-    ]
+def _plant_twin(
+    draw: st.DrawFn, cfg: _Config, names: list[list[str]], slots: list[list[Ref]], homes: list[int]
+) -> None:
+    """Maybe rename one attribute of one node to ``x/y`` (or ``x-y``), where the node's attribute ``x`` is a
+    child module with an attribute ``y``: ``("x/y",)`` and ``("x", "y")`` then join to the same string (or
+    sort one way as strings and the other as tuples).
+
+    One coin per graph. Both ends are Variables where the nodes own any, so that the two paths collide
+    as *state* keys. Only *home* slots take part -- the first ``homes[i]`` slots of node ``i``: its
+    spanning-tree children, then the Variables it owns -- because those usually carry the canonical path,
+    so both paths of the pair tend to appear in the state rather than hide behind an alias.
+    """
+
+    def carriers(i: int) -> list[int]:
+        return [s for s in range(homes[i]) if isinstance(slots[i][s], NodeRef) and homes[slots[i][s].index]]  # type: ignore[union-attr]
+
+    hosts = [i for i in range(len(slots)) if homes[i] > 1 and carriers(i)]
     if not hosts or not draw(_TWIN):
         return
     host = hosts[index(draw, len(hosts))]
-    mine, refs = names[host], slots[host]
-    carriers = [s for s, r in enumerate(refs) if isinstance(r, NodeRef) and names[r.index]]
-    s = carriers[index(draw, len(carriers))]
-    child = names[refs[s].index]  # type: ignore[union-attr]
-    twin = f"{mine[s]}{draw(_TWIN_SEPARATOR)}{child[index(draw, len(child))]}"
-    others = [t for t in range(len(mine)) if t != s]
+    mine, options = names[host], carriers(host)
+    s = options[index(draw, len(options))]
+    child = slots[host][s].index  # type: ignore[union-attr]
+    ys = _variables_first(slots[child], range(homes[child]))
+    twin = f"{mine[s]}{draw(_TWIN_SEPARATOR)}{names[child][ys[index(draw, len(ys))]]}"
+    others = _variables_first(slots[host], (t for t in range(homes[host]) if t != s))
     target = others[index(draw, len(others))]
     if twin not in mine and twin not in cfg.reserved:
         mine[target] = twin
+
+
+def _variables_first(refs: list[Ref], candidates: Iterable[int]) -> list[int]:
+    """The candidate slots holding Variables, or all candidates if none does."""
+    candidates = list(candidates)
+    return [t for t in candidates if isinstance(refs[t], VarRef)] or candidates
