@@ -266,22 +266,26 @@ def inner_loops(n: int) -> int:
     return max(1, 2_000 // n)
 
 
+CLOCKS = {"perf_counter": time.perf_counter, "thread_time": time.thread_time}
+clock = time.perf_counter
+
+
 def sample(impl: Impl, root: Any, k: int) -> tuple[float, float]:
     """One timed sample: k partitions, then k merges of the last partition; seconds per call."""
     parts: list[Any] = [None] * k
     merged: list[Any] = [None] * k
-    split, join = impl.split, impl.join
+    split, join, now = impl.split, impl.join, clock
     gc.collect()
     gc.disable()
     try:
-        t0 = time.perf_counter()
+        t0 = now()
         for i in range(k):
             parts[i] = split(root)
-        t1 = time.perf_counter()
+        t1 = now()
         part = parts[-1]
         for i in range(k):
             merged[i] = join(part)
-        t2 = time.perf_counter()
+        t2 = now()
     finally:
         gc.enable()
     del parts, merged
@@ -450,7 +454,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=60.0, help="seconds of timed work per impl and size")
     ap.add_argument("--seed", type=int, default=0, help="graph seed")
     ap.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
+    ap.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="perf_counter",
+        help="perf_counter (wall, the default) or thread_time (CPU time of this thread: steadier on a "
+        "machine shared with other jobs)",
+    )
     args = ap.parse_args(argv)
+    global clock
+    clock = CLOCKS[args.clock]
 
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s]
     wanted = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -464,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             impls.append(impl)
     info = machine()
+    info["clock"] = args.clock
+    info["load_before"] = os.getloadavg()
     print("machine:", ", ".join(f"{k}={v}" for k, v in info.items()))
     if skipped:
         print("not installed, skipped:", ", ".join(skipped))
@@ -477,7 +492,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for line in goals(results):
         print(line)
-    print(f"\ntotal wall time {time.perf_counter() - t0:.0f} s")
+    info["load_after"] = os.getloadavg()
+    print(
+        f"\ntotal wall time {time.perf_counter() - t0:.0f} s; load average before {info['load_before']}, "
+        f"after {info['load_after']}"
+    )
     if args.json:
         doc = {
             "sizes": sizes,
