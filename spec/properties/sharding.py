@@ -292,55 +292,106 @@ def _check_placed(
 
 
 def _place(impl: Any, mesh: Any, state: Any) -> Any:
-    """The user's idiom: one ``NamedSharding`` per Variable (a tree prefix of the state), then
-    ``jax.device_put(state, shardings)``, which rebuilds the state through the implementation's own pytree."""
-    shardings = jax.tree_util.tree_map(
-        lambda var: _named(mesh, impl.variable_sharding(var)), state, is_leaf=impl.is_variable
-    )
-    return jax.device_put(state, shardings)
+    """Put each Variable's value on the devices its annotation names (``None``: replicated).
+
+    The user's idiom comes first: one ``NamedSharding`` per Variable, a tree prefix of the state, then
+    ``jax.device_put(state, shardings)``, which rebuilds the state through the implementation's own pytree.
+    That needs the Variables to be nodes of the state's pytree (they are in the core, flax and the seed).
+    A state whose pytree goes straight to the values is legal too; it is placed entry by entry instead,
+    with new Variables carrying the placed values and the same annotations (``make_state``).
+    """
+    if all(impl.is_variable(leaf) for leaf in jax.tree_util.tree_leaves(state, is_leaf=impl.is_variable)):
+        shardings = jax.tree_util.tree_map(
+            lambda var: _named(mesh, impl.variable_sharding(var)), state, is_leaf=impl.is_variable
+        )
+        return jax.device_put(state, shardings)
+    placed = []
+    for path, var in impl.state_items(state):
+        annotation = impl.variable_sharding(var)
+        value = jax.device_put(impl.variable_value(var), _named(mesh, annotation))
+        placed.append((path, impl.new_variable(impl.variable_collection(var), value, annotation)))
+    return impl.make_state(placed)
 
 
 def _placement_case(
     impl: Any,
     mesh: Any,
-    label: str,
     state: Any,
     graphdef: Any,
-    apply: _Apply | None,
-    x: Any,
+    requested: dict[Path, Sharding | None],
+    apply: _Apply | None = None,
+    x: Any = None,
 ) -> list[str]:
-    """Place one state, merge it, and compare jitted applies; failure lines are prefixed by ``label``."""
-    expected = _shardings(impl, state)
+    """Place one state, merge it, and (given ``apply``) compare applies; returns failure lines.
+
+    ``requested`` is the annotation each listed Variable was created with; the state must still hold it
+    before anything is placed, or the placement below would faithfully follow the wrong annotation.
+    """
+    failures = []
+    held = _shardings(impl, state)
+    for path, annotation in requested.items():
+        if path not in held:
+            failures.append(f"the state has no entry {fmt_path(path)} (paths: {sorted(held)})")
+        elif _norm(held[path]) != _norm(annotation):
+            failures.append(
+                f"{fmt_path(path)} was created with sharding {annotation!r} but the state holds "
+                f"{held[path]!r}"
+            )
     try:
         placed = _place(impl, mesh, state)
     except Exception as err:
-        return [f"{label}: jax.device_put(state, shardings) failed: {type(err).__name__}: {err}"]
-    failures = _check_placed(impl, mesh, impl.state_items(placed), expected, "placed state")
+        return [*failures, f"jax.device_put(state, shardings) failed: {type(err).__name__}: {err}"]
+    failures += _check_placed(impl, mesh, impl.state_items(placed), held, "placed state")
     try:
         module = impl.merge(graphdef, placed)
     except Exception as err:
         return [*failures, f"merging the placed state failed: {type(err).__name__}: {err}"]
-    failures += _check_placed(
-        impl, mesh, ((p, _walk(impl, module, p)) for p in expected), expected, "merged module"
-    )
-    if apply is not None:
-        reference = np.asarray(apply(state, x))  # eager and unsharded: default device, no compile
-        for how, run in (
-            ("jitted apply on the placed state", lambda: jax.jit(apply)(placed, x)),
-            ("eager call of the merged module", lambda: apply.call_module(module, x)),
-        ):
-            try:
-                out = np.asarray(run())
-            except Exception as err:
-                failures.append(f"{how} failed: {type(err).__name__}: {err}")
-                continue
-            if out.shape != reference.shape or not np.allclose(out, reference, rtol=1e-5, atol=1e-5):
-                worst = float(np.max(np.abs(out - reference))) if out.shape == reference.shape else math.nan
-                failures.append(
-                    f"{how} differs from the unsharded eager apply (shape {out.shape} vs "
-                    f"{reference.shape}, max |diff| {worst:.3g})"
-                )
-    return [f"{label}: {line}" for line in failures]
+    failures += _check_placed(impl, mesh, ((p, _walk(impl, module, p)) for p in held), held, "merged module")
+    if apply is None:
+        return failures
+    reference = np.asarray(apply(state, x))  # eager and unsharded: the default device, nothing compiled
+    for how, run in (
+        ("jitted apply on the placed state", lambda: jax.jit(apply)(placed, x)),
+        ("eager call of the merged module", lambda: apply.call_module(module, x)),
+    ):
+        try:
+            out = np.asarray(run())
+        except Exception as err:
+            failures.append(f"{how} failed: {type(err).__name__}: {err}")
+            continue
+        if out.shape != reference.shape or not np.allclose(out, reference, rtol=1e-5, atol=1e-5):
+            worst = float(np.max(np.abs(out - reference))) if out.shape == reference.shape else math.nan
+            failures.append(
+                f"{how} differs from the unsharded eager apply (shape {out.shape} vs "
+                f"{reference.shape}, max |diff| {worst:.3g})"
+            )
+    return failures
+
+
+def _linear_case(
+    impl: Any, mesh: Any, din: int, dout: int, annotation: Sharding | None, seed: int
+) -> list[str]:
+    """``Linear(din, dout, sharding=annotation)``: the annotation must land on the ``(din, dout)`` kernel
+    (whatever the implementation names it), then the state is placed, merged and applied."""
+    ctx = impl.new_context(seed)
+    layer = impl.layers.linear(din, dout, ctx, sharding=annotation)
+    state, graphdef = impl.partition(layer)
+    kernels = [p for p, var in impl.state_items(state) if np.shape(impl.variable_value(var)) == (din, dout)]
+    if len(kernels) != 1:
+        return [f"expected one ({din}, {dout}) kernel Variable in the Linear's state, found {kernels}"]
+    (kernel,) = kernels
+    if annotation is None:  # asked for nothing: an all-None tuple is as replicated as no annotation
+        got = _norm(impl.variable_sharding(_state_entry(impl, state, kernel)))
+        requested = {kernel: got if got is not None and not any(got) else None}
+    else:
+        requested = {kernel: annotation}
+    x = jnp.asarray(np.random.default_rng(seed).normal(size=(3, din)), jnp.float32)
+    return _placement_case(impl, mesh, state, graphdef, requested, _Apply(impl, graphdef, ctx), x)
+
+
+def _state_entry(impl: Any, state: Any, path: Path) -> Any:
+    """The Variable at ``path`` of an implementation's state."""
+    return dict(impl.state_items(state))[path]
 
 
 class _Apply:
@@ -357,7 +408,7 @@ class _Apply:
         return self.call_module(self.impl.merge(self.graphdef, state), x)
 
 
-def _annotated_graph(impl: Any, size: int) -> tuple[Any, dict[str, Sharding | None]]:
+def _annotated_graph(impl: Any, size: int) -> tuple[Any, dict[Path, Sharding | None]]:
     """A small hand-made graph beyond layers: nested, several collections and dtypes, a scalar, an
     unannotated Variable and (if claimed) one Variable shared by two paths. ``size`` divides every mesh axis."""
     root, sub = impl.new_module("PlacementRoot"), impl.new_module("PlacementSub")
@@ -378,7 +429,10 @@ def _annotated_graph(impl: Any, size: int) -> tuple[Any, dict[str, Sharding | No
         impl.set_attr(owner, name, impl.new_variable(collection, value, annotation))
     if impl.capabilities.shared_variables:
         impl.set_attr(sub, "tied", dict(impl.attrs(root))["emb"])
-    return root, {name: spec[3] for name, spec in specs.items()}
+    return root, {
+        (name,) if owner is root else ("sub", name): annotation
+        for name, (owner, _, _, annotation) in specs.items()
+    }
 
 
 def _placement_check(impl: Any, mode: str) -> dict[str, Any]:
@@ -407,40 +461,28 @@ def _placement_check(impl: Any, mode: str) -> dict[str, Any]:
     unit = math.lcm(*shape)
     din = unit * math.ceil(4 / unit)  # divisible by both axis sizes, at least 4 (4 on a 2x4 or 1x1 mesh)
     dout = 2 * din
-    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, din)), jnp.float32)
+    cases: list[tuple[str, Callable[[], list[str]]]] = [
+        (
+            f"Linear({din}, {dout}, sharding={annotation!r})",
+            lambda annotation=annotation, seed=seed: _linear_case(impl, mesh, din, dout, annotation, seed),
+        )
+        for seed, annotation in enumerate(LINEAR_ANNOTATIONS)
+    ]
+    cases.append(("annotated graph", lambda: _graph_case(impl, mesh, unit * 2)))
     failures: list[str] = []
-    cases = 0
-    for seed, annotation in enumerate(LINEAR_ANNOTATIONS):
-        label = f"Linear({din}, {dout}, sharding={annotation!r}) on mesh {dict(mesh.shape)}"
-        ctx = impl.new_context(seed)
-        layer = impl.layers.linear(din, dout, ctx, sharding=annotation)
-        state, graphdef = impl.partition(layer)
-        kernels = [
-            (path, var)
-            for path, var in impl.state_items(state)
-            if np.shape(impl.variable_value(var)) == (din, dout)
-        ]
-        if len(kernels) != 1:
-            failures.append(f"{label}: expected one ({din}, {dout}) kernel Variable, found {len(kernels)}")
-        else:
-            path, kernel = kernels[0]
-            got = _norm(impl.variable_sharding(kernel))
-            replicated = got is None or all(axis is None for axis in got)
-            if (annotation is None and not replicated) or (annotation is not None and got != annotation):
-                failures.append(
-                    f"{label}: the kernel {fmt_path(path)} carries sharding {got!r}: Linear must put the "
-                    f"requested annotation {annotation!r} on its kernel"
-                )
-        apply = _Apply(impl, graphdef, ctx)
-        failures += _placement_case(impl, mesh, label, state, graphdef, apply, x)
-        cases += 1
-    root, _ = _annotated_graph(impl, unit * 2)
+    for label, run in cases:
+        try:
+            lines = run()
+        except Exception as err:
+            lines = [f"raised {type(err).__name__}: {err}"]
+        failures += [f"{label} on mesh {dict(mesh.shape)}: {line}" for line in lines]
+    return {**info, "mesh": list(shape), "cases": len(cases), "failures": failures}
+
+
+def _graph_case(impl: Any, mesh: Any, size: int) -> list[str]:
+    root, requested = _annotated_graph(impl, size)
     state, graphdef = impl.partition(root)
-    failures += _placement_case(
-        impl, mesh, f"annotated graph on mesh {dict(mesh.shape)}", state, graphdef, None, x
-    )
-    cases += 1
-    return {**info, "mesh": list(shape), "cases": cases, "failures": failures}
+    return _placement_case(impl, mesh, state, graphdef, requested)
 
 
 def _report(result: dict[str, Any], where: str) -> None:
