@@ -19,9 +19,9 @@ passes. The two properties below make that loss visible.
 Multi-device without hardware: XLA can split the host CPU into N devices
 (``--xla_force_host_platform_device_count``), but only before JAX initialises its backend, so the forced
 run happens in a child interpreter (:func:`~nnx_conformance.spec.isolation.run_isolated`) on a 2x4 mesh.
-The same check also runs in-process on whatever devices are really present (one CPU here: a 1x1 mesh, where
-every placement is trivially right but merging and the jitted apply still have to work). The child runs
-a fixed handful of cases, not ``@given`` examples: each interpreter start costs seconds.
+The same check also runs in-process on whatever devices are really present (a single CPU gives a 1x1
+mesh, where every placement is trivially right but merging and the jitted apply still have to work). The
+child runs a fixed handful of cases, not ``@given`` examples: each interpreter start costs seconds.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from nnx_conformance.spec.adapter import Path, Sharding
 from nnx_conformance.spec.clauses import clause
 from nnx_conformance.spec.isolation import run_isolated
 from nnx_conformance.spec.properties._helpers import budget, fmt_path, show
+from nnx_conformance.strategies import MESH_AXES as _STRATEGY_AXES
 
 __all__ = [
     "FORCED_DEVICES",
@@ -52,8 +53,9 @@ __all__ = [
     "test_sharding_survives_every_operation",
 ]
 
-MESH_AXES = ("data", "model")
-"""The mesh-axis names annotations use, here and in the strategies."""
+MESH_AXES: tuple[str, ...] = _STRATEGY_AXES
+"""The mesh-axis names annotations use: the strategies' (``data``, ``model``), so drawn annotations fit the
+meshes built here."""
 
 FORCED_DEVICES = 8
 FORCED_MESH = (2, 4)
