@@ -1,0 +1,238 @@
+"""State: the flat, immutable view of a module graph's Variables.
+
+A module graph is a mutable object graph; JAX transforms want pytrees. ``State`` is the bridge: a read-only
+``Mapping[Path, Variable]`` whose keys are *tuples* of attribute names. Tuples, not ``"a/b"`` strings,
+because an attribute may legally be named ``"a/b"`` and must not collide with the path ``a.b``; the
+slash form is used for display only.
+
+Iteration order is always the canonical order, sorted path tuples, whatever order entries were given
+in. Two states with the same entries therefore flatten to the same leaves in the same order, which is what
+makes them interchangeable across ``jax.jit``/``jax.lax.scan`` boundaries. (``partition`` produces entries
+already sorted, since its pre-order DFS with sorted attribute names visits paths in lexicographic order, so
+the hot path never sorts.)
+
+A State is a pytree whose children are its Variables (so the leaves are the Variables' values) and whose
+key paths carry the path tuples (``DictKey(('layers', 'bn', 'mean'))``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from typing import Any
+
+import jax
+
+from .errors import StateConflictError, format_path
+from .variable import Path, Variable
+
+__all__ = ["Filter", "State"]
+
+Filter = str | type | Callable[[Path, Any], bool]
+"""A collection name, a Variable subclass, or a predicate ``f(path, variable) -> bool``."""
+
+_new = object.__new__
+_MISSING: Any = object()
+
+
+def _matcher(flt: Filter) -> Callable[[Path, Any], bool]:
+    """Compile one filter into a predicate ``(path, value) -> bool``.
+
+    Variable subclasses are matched with ``isinstance`` explicitly: a class is callable, and treating it as
+    a predicate would *construct* a Variable (truthy) and silently match everything.
+    """
+    if isinstance(flt, str):
+        return lambda path, var: getattr(var, "collection", _MISSING) == flt
+    if isinstance(flt, type):
+        if issubclass(flt, Variable):
+            return lambda path, var: isinstance(var, flt)
+        raise TypeError(f"a type used as a State filter must be a Variable subclass, got {flt.__name__}")
+    if callable(flt):
+        return flt
+    raise TypeError(
+        "a State filter is a collection name (str), a Variable subclass, or a predicate "
+        f"f(path, variable) -> bool; got {flt!r}"
+    )
+
+
+class State(Mapping[Path, Variable[Any]]):
+    """Immutable ``Mapping[Path, Variable]`` in canonical (sorted) order.
+
+    ``State(mapping_or_items)`` accepts a mapping or an iterable of ``(path, variable)`` pairs; paths must be
+    tuples of ``str``. Values are normally Variables, but any object is held as given (JAX rebuilds states
+    with arbitrary leaves, and ``ModuleDef.merge`` is where a non-Variable is rejected, with its path).
+    """
+
+    __slots__ = ("_data",)
+
+    _data: dict[Path, Any]
+
+    def __init__(self, items: Mapping[Path, Any] | Iterable[tuple[Path, Any]] = ()) -> None:
+        if isinstance(items, State):
+            self._data = items._data
+            return
+        if isinstance(items, Mapping):
+            pairs = list(items.items())
+        else:
+            pairs = [tuple(pair) for pair in items]
+            for pair in pairs:
+                if len(pair) != 2:
+                    raise TypeError(f"State items must be (path, variable) pairs, got {pair!r}")
+        for path, _ in pairs:
+            if type(path) is not tuple or not all(isinstance(name, str) for name in path):
+                raise TypeError(
+                    f"State keys are tuples of attribute names such as ('a', 'b'), got {path!r}"
+                    + (" (use a tuple: 'a/b' is only the display form)" if isinstance(path, str) else "")
+                )
+        pairs.sort(key=_first)
+        data = dict(pairs)
+        if len(data) != len(pairs):
+            seen: set[Path] = set()
+            for path, _ in pairs:
+                if path in seen:
+                    raise ValueError(f"duplicate path {format_path(path)} in State items")
+                seen.add(path)
+        self._data = data
+
+    @classmethod
+    def _from_sorted(cls, data: dict[Path, Any]) -> State:
+        """Wrap a dict whose keys are already valid and in canonical order (no copy, no checks)."""
+        state = _new(cls)
+        state._data = data
+        return state
+
+    # -- Mapping ---------------------------------------------------------------------------------------
+    def __getitem__(self, path: Path) -> Variable[Any]:
+        return self._data[path]
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._data
+
+    def keys(self) -> KeysView[Path]:
+        return self._data.keys()
+
+    def values(self) -> ValuesView[Variable[Any]]:
+        return self._data.values()
+
+    def items(self) -> ItemsView[Path, Variable[Any]]:
+        return self._data.items()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, State):
+            return self._data == other._data
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # a mapping of mutable cells is not hashable
+
+    # -- filtering and combining -----------------------------------------------------------------------
+    def filter(self, *filters: Filter) -> State:
+        """The sub-state of entries matching *any* of ``filters`` (none given: the empty state).
+
+        A filter is a collection name, a Variable subclass, or a predicate ``f(path, variable) -> bool``.
+        """
+        if filters and all(isinstance(f, str) for f in filters):
+            names = frozenset(filters)  # the common case, kept to one set lookup per entry
+            return State._from_sorted(
+                {p: v for p, v in self._data.items() if getattr(v, "collection", _MISSING) in names}
+            )
+        matchers = [_matcher(f) for f in filters]
+        return State._from_sorted({p: v for p, v in self._data.items() if any(m(p, v) for m in matchers)})
+
+    def partition(self, *filters: Filter) -> tuple[State, ...]:
+        """Split into ``len(filters) + 1`` disjoint states: one per filter, then the rest.
+
+        An entry goes to the *first* filter it matches, so the parts never overlap and their union is
+        ``self``.
+        """
+        matchers = [_matcher(f) for f in filters]
+        parts: list[dict[Path, Any]] = [{} for _ in range(len(filters) + 1)]
+        rest = parts[-1]
+        for path, var in self._data.items():
+            for part, match in zip(parts, matchers):
+                if match(path, var):
+                    part[path] = var
+                    break
+            else:
+                rest[path] = var
+        return tuple(State._from_sorted(part) for part in parts)
+
+    def union(self, *others: State) -> State:
+        """One state holding every entry of ``self`` and ``others`` (``State.union(a, b, c)`` works too).
+
+        A path present in several states must hold the same Variable object, or Variables that agree on
+        collection, sharding and the very same value object (as when two partitions of one graph are
+        recombined); anything else is ambiguous and raises :class:`StateConflictError` naming the path.
+        """
+        data = dict(self._data)
+        grew = False
+        for other in others:
+            if not isinstance(other, State):
+                raise TypeError(f"State.union takes States, got {type(other).__name__}")
+            for path, var in other._data.items():
+                old = data.get(path, _MISSING)
+                if old is _MISSING:
+                    data[path] = var
+                    grew = True
+                elif old is not var and not _agree(old, var):
+                    raise StateConflictError(
+                        f"State.union: conflicting entries at {format_path(path)}: {old!r} vs {var!r} "
+                        "(the same path must hold the same Variable, or Variables with equal collection "
+                        "and sharding holding the very same value)",
+                        path,
+                    )
+        if grew and others:
+            data = dict(sorted(data.items(), key=_first))
+        return State._from_sorted(data)
+
+    def __or__(self, other: object) -> State:
+        if not isinstance(other, State):
+            return NotImplemented
+        return self.union(other)
+
+    # -- display ---------------------------------------------------------------------------------------
+    def flat_str(self) -> str:
+        """One ``a/b: Variable(...)`` line per entry, in canonical order (``/`` is display only)."""
+        return "\n".join(f"{'/'.join(p)}: {v!r}" for p, v in self._data.items())
+
+    def __repr__(self) -> str:
+        if not self._data:
+            return "State({})"
+        lines = ",\n  ".join(f"{'/'.join(p)!r}: {v!r}".replace("\n", "\n    ") for p, v in self._data.items())
+        return f"State({{\n  {lines}\n}})"
+
+
+def _first(pair: tuple[Path, Any]) -> Path:
+    return pair[0]
+
+
+def _agree(a: Any, b: Any) -> bool:
+    return (
+        isinstance(a, Variable)
+        and isinstance(b, Variable)
+        and a.value is b.value
+        and a.collection == b.collection
+        and a.sharding == b.sharding
+    )
+
+
+def _flatten(state: State) -> tuple[tuple[Any, ...], tuple[Path, ...]]:
+    data = state._data
+    return tuple(data.values()), tuple(data)
+
+
+def _flatten_with_keys(state: State) -> tuple[list[tuple[Any, Any]], tuple[Path, ...]]:
+    data = state._data
+    dict_key = jax.tree_util.DictKey
+    return [(dict_key(p), v) for p, v in data.items()], tuple(data)
+
+
+def _unflatten(paths: tuple[Path, ...], children: Iterable[Any]) -> State:
+    return State._from_sorted(dict(zip(paths, children)))
+
+
+jax.tree_util.register_pytree_with_keys(State, _flatten_with_keys, _unflatten, flatten_func=_flatten)
