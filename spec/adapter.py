@@ -168,7 +168,12 @@ class Adapter(Protocol):
 
     # -- randomness ------------------------------------------------------------------------------------
     def new_context(self, seed: int) -> Any:
-        """A root RNG context seeded with ``seed``."""
+        """A root RNG context seeded with ``seed``.
+
+        ``seed`` is a Python ``int`` or an integer scalar array, possibly a tracer: the ``rng.transforms``
+        and ``layers.*`` properties make contexts *inside* ``vmap``/``jit``/``scan`` from a traced seed, as
+        the seed's ScanMLP does with ``Context(key)``. Equal seeds must give equal contexts either way.
+        """
         ...
 
     def make_rng(self, ctx: Any) -> Any:

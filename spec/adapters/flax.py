@@ -276,7 +276,9 @@ class FlaxAdapter:
 
     # -- randomness ------------------------------------------------------------------------------------
     def new_context(self, seed: int) -> nnx.Rngs:
-        return nnx.Rngs(seed)
+        """``nnx.Rngs(jax.random.key(seed))``: what ``nnx.Rngs(seed)`` does for an ``int``, and it also takes
+        a traced seed (``nnx.Rngs`` rejects tracers that are not already keys)."""
+        return nnx.Rngs(jax.random.key(seed))
 
     def make_rng(self, ctx: Any) -> jax.Array:
         return ctx()
