@@ -1,0 +1,420 @@
+"""Properties of the State mapping: the ``state.*`` clauses of ``SPEC.md``.
+
+Each property partitions a drawn module graph to get a realistic state (several collections, sharding
+annotations, paths of several depths), then exercises filter, union or the pytree protocol on it. The
+expected answer is computed *from the state's own entries* (``impl.state_items``), not from the oracle:
+these clauses are about what State operations do with whatever partition produced, so a partition bug is
+reported once, by the ``graph.*`` clauses, instead of again here. The one exception is merging a union
+back, whose clause is about the graph that comes out.
+
+Entries are compared by path, value (bit for bit), collection and sharding. Whether an entry is the very
+Variable object of another state is implementation-defined (SPEC.md, last section), so it is never
+required here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import assume, given, note
+from hypothesis import strategies as st
+
+from nnx_conformance.spec.adapter import Filter, Path
+from nnx_conformance.spec.clauses import clause
+from nnx_conformance.spec.properties._helpers import JAX_SETTINGS, budget, fmt_path, same_array, show
+from nnx_conformance.spec.properties.graph import graph_diff
+from nnx_conformance.strategies import COLLECTIONS, build, collections, filters, graphs, read
+
+__all__ = [
+    "SMALL",
+    "assert_same_items",
+    "items_of",
+    "matches_entry",
+    "test_collection_filters_are_disjoint_and_cover_the_state",
+    "test_filter_keeps_exactly_the_matching_entries",
+    "test_merging_the_union_of_filtered_parts_equals_merging_the_whole",
+    "test_state_flattens_to_values_in_canonical_order_and_unflattens_back",
+    "test_state_passes_through_jit_vmap_and_scan_unchanged_in_structure",
+    "test_union_is_associative",
+    "test_union_is_commutative_on_disjoint_states",
+    "test_union_is_idempotent",
+    "test_union_of_conflicting_states_is_an_error",
+    "test_union_yields_canonical_order_whatever_the_operand_order",
+]
+
+SMALL: dict[str, int] = {"max_nodes": 5, "max_vars": 5, "max_statics": 1}
+"""Graph size: a handful of Variables over two or three depths is all a State law needs."""
+
+TINY: dict[str, Any] = {"max_nodes": 3, "max_vars": 3, "max_statics": 0, "names": ("a", "b", "c")}
+"""For the jit/vmap/scan property: few distinct structures, so compiled functions are reused."""
+
+Item = tuple[Path, Any]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers (shared with the meta-tests)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def items_of(impl: Any, state: Any) -> list[Item]:
+    """``(path tuple, variable)`` pairs in the implementation's iteration order."""
+    return [(tuple(path), var) for path, var in impl.state_items(state)]
+
+
+def matches_entry(impl: Any, f: Filter, path: Path, var: Any) -> bool:
+    """Whether ``f`` keeps the entry: a collection name compares the Variable's collection, a predicate
+    is called on ``(path, variable)``. Computed here, independently of ``impl.filter``."""
+    if isinstance(f, str):
+        return impl.variable_collection(var) == f
+    return bool(f(path, var))
+
+
+def _describe(impl: Any, var: Any) -> str:
+    value = np.asarray(impl.variable_value(var))
+    sharding = impl.variable_sharding(var)
+    extra = "" if sharding is None else f", sharding={tuple(sharding)!r}"
+    return f"{impl.variable_collection(var)}:{value.dtype}{list(value.shape)}={value.tolist()!r}{extra}"
+
+
+def assert_same_items(impl: Any, got: Sequence[Item], want: Sequence[Item], what: str) -> None:
+    """Same paths in the same order, and per path the same value (bitwise), collection and sharding."""
+    got_paths, want_paths = [p for p, _ in got], [p for p, _ in want]
+    if got_paths != want_paths:
+        missing = [p for p in want_paths if p not in set(got_paths)]
+        extra = [p for p in got_paths if p not in set(want_paths)]
+        detail = []
+        if missing:
+            detail.append(f"  missing: {', '.join(map(fmt_path, missing))}")
+        if extra:
+            detail.append(f"  unexpected: {', '.join(map(fmt_path, extra))}")
+        if not missing and not extra:
+            detail.append("  (same paths, different order)")
+        raise AssertionError(
+            f"{what}: paths differ\n  got      {got_paths}\n  expected {want_paths}\n" + "\n".join(detail)
+        )
+    for (path, g), (_, w) in zip(got, want):
+        same = (
+            same_array(impl.variable_value(g), impl.variable_value(w))
+            and impl.variable_collection(g) == impl.variable_collection(w)
+            and _sharding(impl, g) == _sharding(impl, w)
+        )
+        assert same, (
+            f"{what}: entry at {fmt_path(path)} is {_describe(impl, g)}, expected {_describe(impl, w)}"
+        )
+
+
+def _sharding(impl: Any, var: Any) -> tuple[str | None, ...] | None:
+    sharding = impl.variable_sharding(var)
+    return None if sharding is None else tuple(sharding)
+
+
+def _canonical(items: Sequence[Item]) -> list[Item]:
+    return sorted(items, key=lambda item: item[0])
+
+
+def _partitioned(impl: Any, data: st.DataObject, **size: Any) -> tuple[Any, Any, list[Item], Any]:
+    """Draw a graph, build it, partition it: ``(blueprint, state, items, graphdef)``."""
+    bp = data.draw(graphs(impl.capabilities, **(size or SMALL)), label="graph")
+    show(impl, bp)
+    state, graphdef = impl.partition(build(bp, impl).root)
+    return bp, state, items_of(impl, state), graphdef
+
+
+def _parts(data: st.DataObject, items: Sequence[Item], n: int, *, disjoint: bool) -> list[list[Item]]:
+    """Split ``items`` among ``n`` parts: each entry goes to one part (``disjoint``) or to a drawn set of
+    parts (possibly none, possibly several). Each part keeps the state's order."""
+    parts: list[list[Item]] = [[] for _ in range(n)]
+    for path, var in items:
+        if disjoint:
+            chosen = {data.draw(st.integers(0, n - 1), label=f"part of {fmt_path(path)}")}
+        else:
+            chosen = data.draw(st.sets(st.integers(0, n - 1), max_size=n), label=f"parts of {fmt_path(path)}")
+        for k in chosen:
+            parts[k].append((path, var))
+    return parts
+
+
+# ---------------------------------------------------------------------------------------------------------
+# state.filter-partition
+# ---------------------------------------------------------------------------------------------------------
+
+
+@clause("state.filter-partition")
+@JAX_SETTINGS
+@given(data=st.data())
+def test_collection_filters_are_disjoint_and_cover_the_state(impl, data):
+    """Filtering by each collection gives states that hold only that collection, share no path, and whose
+    union is the whole state (same paths in the same order, same values and metadata)."""
+    _, state, items, _ = _partitioned(impl, data)
+    names = sorted({impl.variable_collection(v) for _, v in items} | set(COLLECTIONS))
+    parts = {c: items_of(impl, impl.filter(state, c)) for c in names}
+    owner: dict[Path, str] = {}
+    for c, part in parts.items():
+        for path, var in part:
+            got = impl.variable_collection(var)
+            assert got == c, f"filter({c!r}) kept {fmt_path(path)}, whose collection is {got!r}"
+            assert path not in owner, (
+                f"{fmt_path(path)} is in both filter({owner[path]!r}) and filter({c!r}): the parts overlap"
+            )
+            owner[path] = c
+    lost = [(p, impl.variable_collection(v)) for p, v in items if p not in owner]
+    assert not lost, "entries in no collection filter: " + ", ".join(
+        f"{fmt_path(p)} (collection {c!r})" for p, c in lost
+    )
+    union = impl.union(*(impl.filter(state, c) for c in names))
+    assert_same_items(impl, items_of(impl, union), _canonical(items), "union of the per-collection filters")
+
+
+FILTER_LISTS = st.one_of(
+    st.lists(collections(), min_size=2, max_size=3, unique=True),
+    st.lists(filters(), min_size=1, max_size=3),
+)
+"""Several collections at once, or a mix of collections and path predicates (any of them matches)."""
+
+
+@clause("state.filter-partition")
+@JAX_SETTINGS
+@given(data=st.data())
+def test_filter_keeps_exactly_the_matching_entries(impl, data):
+    """``filter(state, *fs)`` holds exactly the entries matching some ``f`` in ``fs``, in canonical order,
+    with their values and metadata; the expectation is computed over ``impl.state_items(state)``."""
+    _, state, items, _ = _partitioned(impl, data)
+    fs = data.draw(FILTER_LISTS, label="filters")
+    want = _canonical([(p, v) for p, v in items if any(matches_entry(impl, f, p, v) for f in fs)])
+    got = items_of(impl, impl.filter(state, *fs))
+    assert_same_items(impl, got, want, f"filter(state, {', '.join(map(repr, fs))})")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# state.union-laws
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _state(impl: Any, items: Sequence[Item]) -> Any:
+    return impl.make_state(list(items))
+
+
+@clause("state.union-laws")
+@JAX_SETTINGS
+@given(data=st.data())
+def test_union_is_associative(impl, data):
+    """``(a | b) | c == a | (b | c) == union(a, b, c)`` for parts of one state (overlaps allowed: an entry
+    in several parts is the same Variable), and all equal the parts' entries in canonical order."""
+    _, _, items, _ = _partitioned(impl, data)
+    parts = _parts(data, items, 3, disjoint=False)
+    a, b, c = (_state(impl, p) for p in parts)
+    want = _canonical({p: v for part in parts for p, v in part}.items())
+    u = impl.union
+    assert_same_items(impl, items_of(impl, u(u(a, b), c)), want, "union(union(a, b), c)")
+    assert_same_items(impl, items_of(impl, u(a, u(b, c))), want, "union(a, union(b, c))")
+    assert_same_items(impl, items_of(impl, u(a, b, c)), want, "union(a, b, c)")
+
+
+@clause("state.union-laws")
+@JAX_SETTINGS
+@given(data=st.data())
+def test_union_is_commutative_on_disjoint_states(impl, data):
+    """For disjoint parts, the union does not depend on the order of its operands."""
+    _, _, items, _ = _partitioned(impl, data)
+    parts = _parts(data, items, 3, disjoint=True)
+    order = data.draw(st.permutations(range(3)), label="operand order")
+    states = [_state(impl, p) for p in parts]
+    forward = items_of(impl, impl.union(*states))
+    permuted = items_of(impl, impl.union(*(states[k] for k in order)))
+    assert_same_items(impl, permuted, forward, f"union of the parts in order {list(order)} vs [0, 1, 2]")
+    pair = items_of(impl, impl.union(states[order[1]], states[order[0]]))
+    assert_same_items(
+        impl, pair, items_of(impl, impl.union(states[order[0]], states[order[1]])), "b | a vs a | b"
+    )
+
+
+@clause("state.union-laws")
+@JAX_SETTINGS
+@given(data=st.data())
+def test_union_is_idempotent(impl, data):
+    """``s | s == s``, and a part united with itself and the whole gives the whole."""
+    _, state, items, _ = _partitioned(impl, data)
+    want = _canonical(items)
+    assert_same_items(impl, items_of(impl, impl.union(state, state)), want, "union(s, s)")
+    (part,) = _parts(data, items, 1, disjoint=False)
+    p = _state(impl, part)
+    assert_same_items(impl, items_of(impl, impl.union(p, p)), _canonical(part), "union(part, part)")
+    assert_same_items(impl, items_of(impl, impl.union(p, state, p)), want, "union(part, s, part)")
+
+
+@clause("state.union-laws")
+@JAX_SETTINGS
+@given(data=st.data())
+def test_union_yields_canonical_order_whatever_the_operand_order(impl, data):
+    """Parts built from entries given in any order, united in any operand order, iterate in canonical
+    (sorted path) order."""
+    _, _, items, _ = _partitioned(impl, data)
+    parts = _parts(data, items, 3, disjoint=False)
+    shuffled = [
+        data.draw(st.permutations(part), label=f"entry order of part {k}") for k, part in enumerate(parts)
+    ]
+    order = data.draw(st.permutations(range(3)), label="operand order")
+    got = items_of(impl, impl.union(*(_state(impl, shuffled[k]) for k in order)))
+    want = _canonical({p: v for part in parts for p, v in part}.items())
+    assert_same_items(impl, got, want, f"union of shuffled parts in operand order {list(order)}")
+
+
+@clause("state.union-laws")
+@JAX_SETTINGS
+@given(data=st.data())
+def test_merging_the_union_of_filtered_parts_equals_merging_the_whole(impl, data):
+    """``merge(def, union(filter(s, c1), filter(s, c2), ...))`` is the same graph as ``merge(def, s)``:
+    splitting a state by collection and putting it back together loses and reorders nothing."""
+    _, state, items, graphdef = _partitioned(impl, data)
+    names = sorted({impl.variable_collection(v) for _, v in items} | set(COLLECTIONS))
+    order = data.draw(st.permutations(names), label="operand order")
+    union = impl.union(*(impl.filter(state, c) for c in order))
+    got = read(impl.merge(graphdef, union), impl)
+    want = read(impl.merge(graphdef, state), impl)
+    assert got == want, (
+        f"merging the union of the filters {list(order)} differs from merging the whole state\n"
+        + graph_diff(got, want)
+    )
+
+
+def _bumped(value: Any) -> np.ndarray:
+    array = np.asarray(value)
+    return (array + np.ones((), array.dtype)).astype(array.dtype)
+
+
+@clause("state.union-laws")
+@JAX_SETTINGS
+@given(data=st.data())
+def test_union_of_conflicting_states_is_an_error(impl, data):
+    """Two states holding *different* Variables with different values at one path cannot be united
+    silently: whichever operand "wins" loses the other's value without a trace. Both operand orders must
+    raise an error that names the path."""
+    _, state, items, _ = _partitioned(impl, data)
+    assume(items)
+    path, var = items[data.draw(st.integers(0, len(items) - 1), label="conflicting entry")]
+    rival = impl.new_variable(
+        impl.variable_collection(var), _bumped(impl.variable_value(var)), _sharding(impl, var)
+    )
+    other = impl.make_state([(path, rival)])
+    note(f"conflict at {fmt_path(path)}: {_describe(impl, var)} vs {_describe(impl, rival)}")
+    for label, operands in (("union(s, t)", (state, other)), ("union(t, s)", (other, state))):
+        try:
+            result = impl.union(*operands)
+        except Exception as err:
+            message = str(err)
+            assert fmt_path(path) in message or "/".join(path) in message, (
+                f"{label} raised {type(err).__name__} for the conflict at {fmt_path(path)}, but the message "
+                f"does not name the path: {message[:300]!r}"
+            )
+            continue
+        kept = dict(items_of(impl, result)).get(path)
+        kept_text = "nothing" if kept is None else _describe(impl, kept)
+        raise AssertionError(
+            f"{label} silently resolved a conflict at {fmt_path(path)}: s holds {_describe(impl, var)}, "
+            f"t holds {_describe(impl, rival)}, the union kept {kept_text}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# state.pytree
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _structure(impl: Any, state: Any) -> list[tuple[Path, str, Any, tuple[int, ...], str]]:
+    out = []
+    for path, var in items_of(impl, state):
+        value = np.asarray(impl.variable_value(var))
+        out.append((path, impl.variable_collection(var), _sharding(impl, var), value.shape, str(value.dtype)))
+    return out
+
+
+def _assert_structure(impl: Any, got: Any, want: Any, what: str, *, batch: tuple[int, ...] = ()) -> None:
+    """Same paths (in order), collections, sharding and dtypes; shapes equal up to a leading ``batch``."""
+    g, w = _structure(impl, got), _structure(impl, want)
+    assert [e[0] for e in g] == [e[0] for e in w], (
+        f"{what}: paths changed\n  got      {[e[0] for e in g]}\n  expected {[e[0] for e in w]}"
+    )
+    for (path, gc, gs, gshape, gd), (_, wc, ws, wshape, wd) in zip(g, w):
+        assert (gc, gs, gd) == (wc, ws, wd), (
+            f"{what}: at {fmt_path(path)} collection/sharding/dtype became {(gc, gs, gd)}, expected {(wc, ws, wd)}"
+        )
+        assert gshape == (*batch, *wshape), (
+            f"{what}: at {fmt_path(path)} shape became {gshape}, expected {(*batch, *wshape)}"
+        )
+
+
+def _assert_values(impl: Any, got: Any, want: dict[Path, np.ndarray], what: str) -> None:
+    for path, var in items_of(impl, got):
+        value = np.asarray(impl.variable_value(var))
+        assert same_array(value, want[path]), (
+            f"{what}: value at {fmt_path(path)} is {value.tolist()!r}, expected {want[path].tolist()!r}"
+        )
+
+
+@clause("state.pytree")
+@JAX_SETTINGS
+@given(data=st.data())
+def test_state_flattens_to_values_in_canonical_order_and_unflattens_back(impl, data):
+    """``tree_flatten(state)`` gives the Variables' values in canonical order, and unflattening the leaves
+    gives back the same paths, collections, sharding and values."""
+    _, state, items, _ = _partitioned(impl, data)
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    want = _canonical(items)
+    assert len(leaves) == len(want), (
+        f"{len(leaves)} leaves for a state of {len(want)} entries ({[p for p, _ in want]})"
+    )
+    for i, (leaf, (path, var)) in enumerate(zip(leaves, want)):
+        value = impl.variable_value(var)
+        assert same_array(leaf, value), (
+            f"leaf #{i} is {np.asarray(leaf).tolist()!r}; in canonical order it should be the value at "
+            f"{fmt_path(path)}, {np.asarray(value).tolist()!r} (leaf order: "
+            f"{[np.asarray(x).tolist() for x in leaves]})"
+        )
+    back = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert_same_items(impl, items_of(impl, back), want, "tree_unflatten(tree_flatten(state))")
+    mapped = jax.tree_util.tree_map(lambda x: x, state)
+    assert_same_items(impl, items_of(impl, mapped), want, "tree_map(identity, state)")
+
+
+def _through_transforms(state: Any, stacked: Any) -> tuple[Any, Any, Any]:
+    """The three transforms of the clause in one function, jitted once (one compile per structure)."""
+
+    def double(s: Any) -> Any:
+        return jax.tree_util.tree_map(lambda x: x * 2, s)
+
+    def step(carry: Any, _: Any) -> tuple[Any, None]:
+        return jax.tree_util.tree_map(lambda x: x + 1, carry), None
+
+    scanned, _ = jax.lax.scan(step, state, None, length=2)
+    return state, jax.vmap(double, axis_size=2)(stacked), scanned
+
+
+_through = jax.jit(_through_transforms)
+
+
+@clause("state.pytree")
+@budget(0.1)
+@given(data=st.data())
+def test_state_passes_through_jit_vmap_and_scan_unchanged_in_structure(impl, data):
+    """Through ``jax.jit`` (identity), ``jax.vmap`` (two equal-structure states stacked, each value doubled)
+    and ``jax.lax.scan`` (the state as carry, plus one per step), the paths, collections, sharding and
+    dtypes are unchanged, shapes gain only the batch axis under vmap, and the values are the computed ones.
+    """
+    _, state, items, _ = _partitioned(impl, data, **TINY)
+    other = jax.tree_util.tree_map(lambda x: x + 1, state)
+    stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), state, other)
+    _assert_structure(impl, stacked, state, "the two states stacked with tree_map", batch=(2,))
+    through_jit, through_vmap, through_scan = _through(state, stacked)
+    values = {p: np.asarray(impl.variable_value(v)) for p, v in items}
+    _assert_structure(impl, through_jit, state, "jax.jit(identity)(state)")
+    _assert_values(impl, through_jit, values, "jax.jit(identity)(state)")
+    _assert_structure(impl, through_vmap, state, "jax.vmap(double)(stacked)", batch=(2,))
+    doubled = {p: (np.stack([v, v + np.ones((), v.dtype)]) * 2).astype(v.dtype) for p, v in values.items()}
+    _assert_values(impl, through_vmap, doubled, "jax.vmap(double)(stacked)")
+    _assert_structure(impl, through_scan, state, "jax.lax.scan carrying the state")
+    plus_two = {p: (v + np.asarray(2, v.dtype)).astype(v.dtype) for p, v in values.items()}
+    _assert_values(impl, through_scan, plus_two, "jax.lax.scan carrying the state (2 steps of +1)")
