@@ -36,7 +36,7 @@ from nnx_conformance.spec.adapter import Capabilities
 from nnx_conformance.strategies._draws import index
 from nnx_conformance.strategies.blueprint import Blueprint, NodeRef, NodeSpec, Ref, Static, VarRef, VarSpec
 from nnx_conformance.strategies.names import DEFAULT_CAPABILITIES, allowed, name_pool
-from nnx_conformance.strategies.variables import COLLECTIONS, statics, variables
+from nnx_conformance.strategies.variables import COLLECTIONS, draw_variable, signatures, statics
 
 __all__ = ["TYPE_NAMES", "graphs"]
 
@@ -47,15 +47,12 @@ TYPE_NAMES: tuple[str, ...] = ("A", "B", "C")
 # the number of True entries sets the mean length (geometric).
 _MORE_NODES = st.sampled_from((False, True, True, True))
 _MORE_VARIABLES = st.sampled_from((False, True, True, True))
-_MORE_EXTRAS = st.sampled_from((False, True, True))
 _MORE_STATICS = st.booleans()
 _EXTEND = st.sampled_from((False, True, True, True))
 _TWIN = st.sampled_from((False, True, True, True))
 _TWIN_SEPARATOR = st.sampled_from(("/", "/", "-"))
 _TYPES = st.sampled_from(TYPE_NAMES)
 _STATICS = statics()
-_MAX_EXTRAS = 3
-"""Bound on each kind of extra edge (back edges, shared modules, shared Variables)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,13 +62,15 @@ class _Config:
     max_depth: int
     max_vars: int
     max_statics: int
+    max_extras: int
     names: tuple[str, ...]
     reserved: frozenset[str]
     cycles: bool
     shared_modules: bool
     shared_variables: bool
     twins: bool
-    var_strategy: st.SearchStrategy[VarSpec]
+    signature: st.SearchStrategy[tuple[str, tuple[int, ...], str]]
+    sharding: bool
 
 
 def _flag(name: str, value: bool | None, capabilities: Capabilities) -> bool:
@@ -91,6 +90,7 @@ def _config(
     max_depth: int | None,
     max_vars: int,
     max_statics: int,
+    max_extras: int,
     names: tuple[str, ...] | None,
     collections: tuple[str, ...],
     cycles: bool | None,
@@ -104,8 +104,8 @@ def _config(
         max_depth = min(capabilities.max_depth, max_nodes - 1)
     if max_depth < 0 or (max_depth == 0 and min_nodes > 1):
         raise InvalidArgument(f"max_depth={max_depth} leaves no room for {min_nodes} nodes")
-    if max_vars < 0 or max_statics < 0:
-        raise InvalidArgument(f"need max_vars >= 0 and max_statics >= 0, got {max_vars=}, {max_statics=}")
+    if min(max_vars, max_statics, max_extras) < 0:
+        raise InvalidArgument(f"bounds must be >= 0, got {max_vars=}, {max_statics=}, {max_extras=}")
     if names is None:
         names = name_pool(capabilities)
     bad = [n for n in names if not isinstance(n, str) or not allowed(n, capabilities)]
@@ -121,13 +121,15 @@ def _config(
         max_depth=max_depth,
         max_vars=max_vars,
         max_statics=max_statics,
+        max_extras=max_extras,
         names=names,
         reserved=capabilities.reserved_names,
         cycles=_flag("cycles", cycles, capabilities),
         shared_modules=_flag("shared_modules", shared_modules, capabilities),
         shared_variables=_flag("shared_variables", shared_variables, capabilities),
         twins=capabilities.separator_in_names,
-        var_strategy=variables(collections=collections, sharding=_flag("sharding", sharding, capabilities)),
+        signature=signatures(collections),
+        sharding=_flag("sharding", sharding, capabilities),
     )
 
 
@@ -141,6 +143,7 @@ def graphs(
     max_depth: int | None = None,
     max_vars: int = 6,
     max_statics: int = 3,
+    max_extras: int = 4,
     names: Sequence[str] | None = None,
     collections: Sequence[str] = COLLECTIONS,
     cycles: bool | None = None,
@@ -166,6 +169,7 @@ def graphs(
         max_depth,
         max_vars,
         max_statics,
+        max_extras,
         None if names is None else tuple(names),
         tuple(collections),
         cycles,
@@ -197,7 +201,8 @@ def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
         if depth[child] < cfg.max_depth:
             open_.append(child)
     n = len(parent)
-    types = [draw(_TYPES) for _ in range(n)]
+    # Mixed types in half the graphs; the rest (and every shrunk graph) are all "A".
+    types = [draw(_TYPES) for _ in range(n)] if draw(st.booleans()) else [TYPE_NAMES[0]] * n
     tree_slots = [len(refs) for refs in slots]  # tree edges come first in each node's slots
 
     # 2. Variables and statics, each owned by one node.
@@ -206,26 +211,31 @@ def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
         owner = index(draw, n)
         slots[owner].insert(tree_slots[owner], VarRef(len(specs)))  # home slots stay up front
         tree_slots[owner] += 1
-        specs.append(draw(cfg.var_strategy))
+        # Values are not drawn: Variable j holds 10j, 10j + 1, ... -- distinct by construction, and
+        # readable in a snippet (Hypothesis would spend a choice per Variable to find the same).
+        specs.append(draw_variable(draw, cfg.signature, cfg.sharding, base=10 * len(specs)))
     n_statics = 0
     while n_statics < cfg.max_statics and draw(_MORE_STATICS):
         slots[index(draw, n)].append(Static(draw(_STATICS)))
         n_statics += 1
 
-    # 3. Extra edges.
-    if cfg.cycles:
-        for _ in _more(draw):
+    # 3. Extra edges, one list of mixed kinds: each element's kind doubles as the "one more?" choice
+    # ("stop" first, so the list shrinks to empty), and the shrinker can delete any edge of any kind.
+    allowed = (cfg.cycles, cfg.shared_modules and n > 1, cfg.shared_variables and bool(specs))
+    for _ in range(cfg.max_extras if any(allowed) else 0):
+        kind = draw(_extra_kinds(*allowed))
+        if kind == "stop":
+            break
+        if kind == "cycle":  # a back edge to an ancestor of ``src`` or to ``src`` itself
             src = index(draw, n)
             ancestors = [src]  # itself first: the simplest back edge is a self-loop
             while parent[ancestors[-1]] >= 0:
                 ancestors.append(parent[ancestors[-1]])
             slots[src].append(NodeRef(ancestors[index(draw, len(ancestors))]))
-    if cfg.shared_modules and n > 1:
-        for _ in _more(draw):
+        elif kind == "shared module":  # a forward edge: without back edges the graph stays acyclic
             dst = 1 + index(draw, n - 1)
             slots[index(draw, dst)].append(NodeRef(dst))
-    if cfg.shared_variables and specs:
-        for _ in _more(draw):
+        else:  # "shared variable"
             var = VarRef(index(draw, len(specs)))
             slots[index(draw, n)].append(var)
 
@@ -238,12 +248,19 @@ def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
     return Blueprint(nodes, tuple(specs))
 
 
-def _more(draw: st.DrawFn) -> range:
-    """How many extra edges of one kind: a run of "one more?" coins, at most :data:`_MAX_EXTRAS`."""
-    count = 0
-    while count < _MAX_EXTRAS and draw(_MORE_EXTRAS):
-        count += 1
-    return range(count)
+@functools.cache
+def _extra_kinds(cycles: bool, shared_modules: bool, shared_variables: bool) -> st.SearchStrategy[str]:
+    allowed = [
+        kind
+        for kind, on in (
+            ("cycle", cycles),
+            ("shared module", shared_modules),
+            ("shared variable", shared_variables),
+        )
+        if on
+    ]
+    # Each kind listed twice: an edge of a given kind comes before "stop" with probability 2/3.
+    return st.sampled_from(("stop", *allowed, *allowed))
 
 
 def _draw_names(draw: st.DrawFn, pool: tuple[str, ...], k: int) -> list[str]:

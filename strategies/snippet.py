@@ -7,6 +7,8 @@ same snippet works for any implementation; comments mark the edges that make the
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from nnx_conformance.strategies.blueprint import Blueprint, NodeRef, VarRef, VarSpec
@@ -14,7 +16,7 @@ from nnx_conformance.strategies.oracle import EdgeKind, oracle
 
 __all__ = ["snippet"]
 
-DEFAULT_ADAPTER = "core"
+DEFAULT_ADAPTER = "nnx_conformance.spec.adapters.core:CoreAdapter"
 
 
 def _target(adapter: str) -> tuple[str, str]:
@@ -25,6 +27,17 @@ def _target(adapter: str) -> tuple[str, str]:
         adapter = resolve(adapter).target
     module, _, attr = adapter.partition(":")
     return module, attr
+
+
+def _make_adapter(module: str, attr: str) -> str:
+    """``Attr()`` for an adapter class or factory, ``Attr`` for a ready instance (as the registry loads it).
+
+    Decided without importing anything: an instance can only be known if its module is already loaded,
+    which it is whenever the snippet describes a graph the current process built.
+    """
+    obj = getattr(sys.modules.get(module), attr, None)
+    is_instance = obj is not None and not isinstance(obj, type) and hasattr(obj, "new_module")
+    return attr if is_instance else f"{attr}()"
 
 
 def _array(var: VarSpec) -> str:
@@ -38,7 +51,8 @@ def _new_variable(var: VarSpec) -> str:
 
 
 def snippet(bp: Blueprint, adapter: str = DEFAULT_ADAPTER) -> str:
-    """Python source that rebuilds ``bp`` with ``adapter`` (``"core"``, or ``"pkg.module:Attr"``).
+    """Python source that rebuilds ``bp`` with ``adapter``: ``"pkg.module:Attr"`` or a registered short name
+    (``"core"``, ``"seed"``, ``"flax"``; see :mod:`nnx_conformance.spec.registry`).
 
     The graph's root ends up in the variable ``root``. Modules are ``root``, ``m1``, ``m2``...; a Variable
     gets a name (``v0``...) only when it is shared, otherwise it is created where it is assigned.
@@ -60,7 +74,13 @@ def snippet(bp: Blueprint, adapter: str = DEFAULT_ADAPTER) -> str:
         summary += f", shared: {len(o.shared_nodes)} module(s) {len(o.shared_variables)} Variable(s)"
     if o.cycles:
         summary += f", {len(o.cycles)} cycle edge(s)"
-    lines = [f"# {summary}", "import numpy as np", f"from {module} import {attr}", "", f"a = {attr}()"]
+    lines = [
+        f"# {summary}",
+        "import numpy as np",
+        f"from {module} import {attr}",
+        "",
+        f"a = {_make_adapter(module, attr)}",
+    ]
     lines += [f"{module_name(i)} = a.new_module({node.type_name!r})" for i, node in enumerate(bp.nodes)]
     lines += [
         f"v{j} = {_new_variable(var)}  # shared" for j, var in enumerate(bp.variables) if users.get(j, 0) > 1

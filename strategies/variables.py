@@ -2,8 +2,8 @@
 
 Shapes and dtypes come from a small fixed set so that graphs drawn by different examples share a handful
 of array signatures and ``jax.jit`` caches keep hitting; what the suite varies is structure, not size.
-Values are small integers (also for float32): exact in every dtype, readable in a reproduction snippet,
-distinct enough to tell two Variables apart, and they shrink to 0.
+Values are runs of small integers (also for float32): exact in every dtype, readable in a reproduction
+snippet, and distinct enough to tell two Variables apart.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from nnx_conformance.strategies._draws import index
 from nnx_conformance.strategies.blueprint import Sharding, VarSpec
 
 __all__ = [
@@ -29,6 +28,7 @@ __all__ = [
     "dtypes",
     "shapes",
     "shardings",
+    "signatures",
     "statics",
     "variables",
 ]
@@ -57,24 +57,21 @@ def dtypes() -> st.SearchStrategy[str]:
 
 
 @functools.cache
-def _sharding_options(ndim: int, axes: tuple[str, ...]) -> tuple[Sharding, ...]:
-    """Every annotation of an ``ndim``-array: per axis ``None`` or a mesh axis no other axis uses."""
+def _sharding_options(ndim: int, axes: tuple[str, ...]) -> st.SearchStrategy[Sharding | None]:
+    """``None`` with probability 1/2, else any annotation of an ``ndim``-array, in one choice.
+
+    The annotations are enumerated (per axis ``None`` or a mesh axis no other axis uses), so every draw
+    is valid without filtering; ``None`` is repeated to fill the first half of the list, which makes it
+    both half the draws and the shrink target (a weighted ``sampled_from``).
+    """
     options: list[Sharding] = [()]
     for _ in range(ndim):
         options = [(*o, a) for o in options for a in (None, *axes) if a is None or a not in o]
-    return tuple(options)
+    return st.sampled_from((None,) * len(options) + tuple(options))
 
 
 def _draw_sharding(draw: st.DrawFn, ndim: int, axes: tuple[str, ...]) -> Sharding | None:
-    """``None`` half the time, else one of :func:`_sharding_options` by index (all-``None`` first).
-
-    An index into the valid annotations, not a per-axis draw that could repeat an axis: every draw is
-    valid (a mesh axis may shard one array axis only), it costs two choices, and it shrinks to ``None``.
-    """
-    if not draw(st.booleans()):
-        return None
-    options = _sharding_options(ndim, axes)
-    return options[index(draw, len(options))]
+    return draw(_sharding_options(ndim, axes))
 
 
 @st.composite
@@ -84,9 +81,12 @@ def shardings(draw: st.DrawFn, shape: tuple[int, ...], axes: Sequence[str] = MES
 
 
 @functools.lru_cache(maxsize=64)
-def _signatures(
-    collections: tuple[str, ...], shapes: tuple[tuple[int, ...], ...], dtypes: tuple[str, ...]
+def signatures(
+    collections: Sequence[str] = COLLECTIONS,
+    shapes: Sequence[tuple[int, ...]] = SHAPES,
+    dtypes: Sequence[str] = DTYPES,
 ) -> st.SearchStrategy[tuple[str, tuple[int, ...], str]]:
+    """A ``(collection, shape, dtype)`` triple: one index into their product, simplest first."""
     if not (collections and shapes and dtypes):
         raise InvalidArgument("collections, shapes and dtypes must not be empty")
     return st.sampled_from(tuple(itertools.product(collections, shapes, dtypes)))
@@ -95,6 +95,18 @@ def _signatures(
 @functools.lru_cache(maxsize=1024)
 def _data(shape: tuple[int, ...], dtype: str, base: int) -> bytes:
     return (np.arange(prod(shape)) + base).astype(dtype).tobytes()
+
+
+def draw_variable(
+    draw: st.DrawFn,
+    signature: st.SearchStrategy[tuple[str, tuple[int, ...], str]],
+    sharding: bool,
+    base: int,
+) -> VarSpec:
+    """A Variable of a drawn signature (and sharding, if enabled) holding ``base, base + 1, ...``."""
+    collection, shape, dtype = draw(signature)
+    annotation = _draw_sharding(draw, len(shape), MESH_AXES) if sharding else None
+    return VarSpec(collection, shape, dtype, _data(shape, dtype, base), annotation)
 
 
 @st.composite
@@ -108,17 +120,12 @@ def variables(
 ) -> VarSpec:
     """A :class:`VarSpec`; with ``sharding=True`` its annotation may be set (else it is always ``None``).
 
-    Three choices per Variable (four when sharded): one for the ``(collection, shape, dtype)`` triple
-    (an index into their product, simplest first), one for the value, one for the sharding. The value is
-    ``base, base + 1, ...`` with ``base`` in ``-8..8``: Variables differ when a test needs them to, the
-    elements of one array differ (a transposed or reversed value shows), and it all shrinks to
-    ``[0, 1, ...]``.
+    The value is ``base, base + 1, ...`` with ``base`` drawn in ``-8..8``: the elements of one array
+    differ (a transposed or reversed value shows) and it shrinks to ``[0, 1, ...]``. (Inside
+    :func:`~.graphs.graphs` the base is not drawn: Variable ``j`` starts at ``10 * j``.)
     """
-    collection, shape, dtype = draw(_signatures(tuple(collections), tuple(shapes), tuple(dtypes)))
-    data = _data(shape, dtype, draw(_BASE))
-    return VarSpec(
-        collection, shape, dtype, data, _draw_sharding(draw, len(shape), MESH_AXES) if sharding else None
-    )
+    signature = signatures(tuple(collections), tuple(shapes), tuple(dtypes))
+    return draw_variable(draw, signature, sharding, draw(_BASE))
 
 
 _STATICS = (
