@@ -22,14 +22,9 @@ from hypothesis import strategies as st
 
 from nnx_conformance.spec.adapter import Path
 from nnx_conformance.spec.clauses import clause
-from nnx_conformance.spec.properties._helpers import JAX_SETTINGS, budget, fmt_path, same_array, show
-from nnx_conformance.spec.properties.graph import (
-    SMALL,
-    expect_graph,
-    fresh_name,
-    revalued,
-)
-from nnx_conformance.strategies import COLLECTIONS, Blueprint, Oracle, build, graphs, oracle
+from nnx_conformance.spec.properties._helpers import budget, fmt_path, same_array, show
+from nnx_conformance.spec.properties.graph import SMALL, built, expect_graph, fresh_name, partition, revalued
+from nnx_conformance.strategies import COLLECTIONS, Blueprint, Oracle, graphs, oracle
 
 __all__ = [
     "Mismatch",
@@ -133,6 +128,16 @@ def _expect_refusal(impl: Any, op: str, call: Callable[[], Any], mismatch: Misma
         raise AssertionError(f"{op} accepted a state with a {mismatch.describe()} without raising")
 
 
+def _bad_state(impl: Any, mismatch: Mismatch) -> Any:
+    """The mismatching state, or ``None`` where the implementation refuses to even build it (a state
+    type that only holds Variables cannot carry a raw leaf; nothing can then be merged from it)."""
+    try:
+        return impl.make_state(list(mismatch.items))
+    except Exception as err:
+        note(f"make_state refused the mismatching items: {type(err).__name__}: {err}")
+        return None
+
+
 def _check_mismatch(impl: Any, data: st.DataObject, kind: str, *, merge: bool, update: bool) -> None:
     bp = data.draw(graphs(impl.capabilities, **SMALL), label="graph")
     show(impl, bp)
@@ -141,11 +146,13 @@ def _check_mismatch(impl: Any, data: st.DataObject, kind: str, *, merge: bool, u
         return  # nothing to drop, rename or replace
     mismatch = _draw_mismatch(impl, bp, o, kind, data)
     note(f"mismatch: {mismatch.describe()}")
-    root = build(bp, impl).root
+    root = built(impl, bp)
     if merge:
-        state, graphdef = impl.partition(root)
+        state, graphdef = partition(impl, root)
         before = _snapshot(impl, state)
-        bad = impl.make_state(list(mismatch.items))
+        bad = _bad_state(impl, mismatch)
+        if bad is None:
+            return
         _expect_refusal(impl, "merge", lambda: impl.merge(graphdef, bad), mismatch)
         after = _snapshot(impl, state)
         assert [(p, c) for p, c, _ in after] == [(p, c) for p, c, _ in before], (
@@ -155,13 +162,15 @@ def _check_mismatch(impl: Any, data: st.DataObject, kind: str, *, merge: bool, u
             assert same_array(now, old), f"a failed merge changed the state's value at {fmt_path(path)}"
         expect_graph(impl, root, bp, "the partitioned module, after a refused merge")
     if update:
-        bad = impl.make_state(list(mismatch.items))
+        bad = _bad_state(impl, mismatch)
+        if bad is None:
+            return
         _expect_refusal(impl, "update", lambda: impl.update(root, bad), mismatch)
         expect_graph(impl, root, bp, "the module, after a refused update (nothing may change)")
 
 
 @clause("errors.merge-mismatch")
-@JAX_SETTINGS
+@budget(0.5)
 @given(data=st.data())
 def test_merge_refuses_a_missing_path(impl, data):
     """``merge`` with one canonical path left out raises, naming it (``update`` may take part of a state)."""
@@ -169,7 +178,7 @@ def test_merge_refuses_a_missing_path(impl, data):
 
 
 @clause("errors.merge-mismatch")
-@JAX_SETTINGS
+@budget(0.5)
 @given(data=st.data())
 def test_merge_and_update_refuse_an_extra_path(impl, data):
     """A path that names no Variable of the graph is refused by merge and by update, unchanged afterwards."""
@@ -177,7 +186,7 @@ def test_merge_and_update_refuse_an_extra_path(impl, data):
 
 
 @clause("errors.merge-mismatch")
-@budget(0.5)
+@budget(0.3)
 @given(data=st.data())
 def test_merge_and_update_refuse_a_renamed_path(impl, data):
     """One entry moved to a sibling name that does not exist is refused, naming the old or the new path."""
@@ -185,7 +194,7 @@ def test_merge_and_update_refuse_a_renamed_path(impl, data):
 
 
 @clause("errors.merge-mismatch")
-@budget(0.5)
+@budget(0.3)
 @given(data=st.data())
 def test_merge_and_update_refuse_a_leaf_that_is_not_a_variable(impl, data):
     """A raw array where a Variable belongs is refused by merge and by update."""
@@ -193,7 +202,7 @@ def test_merge_and_update_refuse_a_leaf_that_is_not_a_variable(impl, data):
 
 
 @clause("errors.merge-mismatch")
-@budget(0.5)
+@budget(0.3)
 @given(data=st.data())
 def test_merge_and_update_refuse_a_variable_of_the_wrong_collection(impl, data):
     """A Variable of another collection at a path is refused by merge and by update."""
