@@ -14,6 +14,8 @@ Quick tour::
         assert [p for p, _ in impl.state_items(state)] == [p for p, _ in oracle(bp).expected_items]
 """
 
+from hypothesis import strategies as st
+
 from nnx_conformance.strategies.blueprint import (
     Blueprint,
     MalformedBlueprint,
@@ -37,7 +39,14 @@ from nnx_conformance.strategies.filters import (
     matches,
 )
 from nnx_conformance.strategies.graphs import TYPE_NAMES, graphs
-from nnx_conformance.strategies.names import IDENTIFIER_NAMES, PUNCTUATED_NAMES, name_pool, names
+from nnx_conformance.strategies.names import (
+    DEFAULT_CAPABILITIES,
+    IDENTIFIER_NAMES,
+    PUNCTUATED_NAMES,
+    allowed,
+    name_pool,
+    names,
+)
 from nnx_conformance.strategies.oracle import Edge, EdgeKind, Oracle, chain, oracle
 from nnx_conformance.strategies.rng_programs import RngOp, RngProgram, RngRecord, rng_programs, run_program
 from nnx_conformance.strategies.snippet import snippet
@@ -50,12 +59,14 @@ from nnx_conformance.strategies.variables import (
     dtypes,
     shapes,
     shardings,
+    signatures,
     statics,
     variables,
 )
 
 __all__ = [
     "COLLECTIONS",
+    "DEFAULT_CAPABILITIES",
     "DTYPES",
     "IDENTIFIER_NAMES",
     "MESH_AXES",
@@ -84,6 +95,7 @@ __all__ = [
     "Static",
     "VarRef",
     "VarSpec",
+    "allowed",
     "build",
     "canonical",
     "chain",
@@ -100,7 +112,13 @@ __all__ = [
     "run_program",
     "shapes",
     "shardings",
+    "signatures",
     "snippet",
     "statics",
     "variables",
 ]
+
+# ``st.from_type(Blueprint)`` and friends (and ``@given(bp=...)`` inference) get the default strategies.
+st.register_type_strategy(Blueprint, graphs())
+st.register_type_strategy(VarSpec, variables())
+st.register_type_strategy(RngProgram, rng_programs())

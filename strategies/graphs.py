@@ -6,27 +6,33 @@ How a graph is drawn, and why that way:
    every choice is valid; nothing is filtered or assumed). Every node is therefore reachable, and deleting
    a node while shrinking never disconnects the graph.
 2. **Variables and statics** each get an owner node by index.
-3. **Extra edges**, each a few index draws, each kind only where the capabilities allow it:
-   *back edges* from a node to one of its tree ancestors or itself (cycles), *forward edges* ``src < dst``
-   (shared modules; forward, so without back edges the graph stays acyclic), and extra references to an
-   existing Variable (shared Variables).
-4. **Names**, per node, by index into the names not yet used by that node (unique by construction).
+3. **Extra edges**, a few index draws each, of the kinds the capabilities allow: *back edges* from a node
+   to one of its tree ancestors or to itself (cycles), *forward edges* ``src < dst`` (shared modules;
+   forward, so that without back edges the graph stays acyclic), and further references to an existing
+   Variable (shared Variables).
+4. **Names**, per node, by index into the names that node has not used yet (unique by construction).
 
 No generality is lost: numbering the nodes of any graph whose nodes are reachable from the root in
 reverse post-order of a depth-first search makes every tree, forward and cross edge go from a lower to a
 higher index and every other edge go back to an ancestor, which is exactly the form above.
 
-Shrinking is designed in. Each list (nodes, Variables, statics, each kind of extra edge) is drawn like
-``st.lists`` draws, one "one more?" choice per element, so the shrinker can delete any element on its own,
-and every index shrinks towards 0. A bug that needs a cycle therefore shrinks to the one-node graph
-``root.a = root``; a bug that needs a shared Variable to ``root.a = v; root.b = v``; a shared module to
-``root.a = m1; root.b = m1``.
+Shrinking is designed in. Every list (nodes, Variables, statics, extra edges) is drawn the way
+``st.lists`` draws, with one "one more?" choice per element, so the shrinker can delete any element on
+its own; every index shrinks towards 0 (the root, the first name, the simplest kind). A bug that needs a
+cycle therefore shrinks to the one-node graph ``root.a = root``, one that needs a shared Variable to
+``root.a = v; root.b = v``, one that needs a shared module to ``root.a = m1; root.b = m1``.
+
+Cost is designed in too: each recorded choice costs Hypothesis tens of microseconds, so values are not
+drawn (Variable ``j`` holds ``10j, 10j + 1, ...``), a weighted ``sampled_from`` replaces a coin plus an
+index where it can, and a draw with a single possible outcome is skipped. A default graph takes about 36
+choices.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from collections.abc import Iterable, Sequence
 
 from hypothesis import strategies as st
@@ -161,6 +167,11 @@ def graphs(
     a node that runs out gets ``n0``, ``n1``, ... Where ``capabilities.separator_in_names`` holds, some
     nodes also get a *twin* attribute ``"x/y"`` (or ``"x-y"``) next to an attribute ``x`` whose module has
     an attribute ``y``: the pair that makes ``"/"``-joined keys collide or sort differently from paths.
+
+    Sizes: at most ``max_nodes`` modules, ``max_vars`` Variables, ``max_statics`` static attributes and
+    ``max_extras`` extra edges (back edges, shared modules, shared Variables together). Variables draw
+    their collection from ``collections`` and their shape and dtype from :data:`~.variables.SHAPES` and
+    :data:`~.variables.DTYPES`.
     """
     cfg = _config(
         capabilities,
@@ -240,7 +251,7 @@ def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
             slots[index(draw, n)].append(var)
 
     # 4. Names, unique per node by construction; then maybe one separator twin.
-    names = [_draw_names(draw, cfg.names, len(refs)) for refs in slots]
+    names = [_draw_names(draw, cfg, len(refs)) for refs in slots]
     if cfg.twins:
         _plant_twin(draw, cfg, names, slots, tree_slots)
 
@@ -263,14 +274,16 @@ def _extra_kinds(cycles: bool, shared_modules: bool, shared_variables: bool) -> 
     return st.sampled_from(("stop", *allowed, *allowed))
 
 
-def _draw_names(draw: st.DrawFn, pool: tuple[str, ...], k: int) -> list[str]:
+def _draw_names(draw: st.DrawFn, cfg: _Config, k: int) -> list[str]:
+    """``k`` distinct names: each an index into the pool names still free, then ``n0``, ``n1``, ..."""
     chosen: list[str] = []
     for _ in range(k):
-        free = [name for name in pool if name not in chosen]
+        free = [name for name in cfg.names if name not in chosen]
         if free:
             chosen.append(free[index(draw, len(free))])
-        else:  # the pool is exhausted: fall back to fresh plain names
-            chosen.append(next(f"n{i}" for i in range(k + len(pool)) if f"n{i}" not in chosen))
+        else:
+            fresh = (f"n{i}" for i in itertools.count())
+            chosen.append(next(n for n in fresh if n not in chosen and n not in cfg.reserved))
     return chosen
 
 

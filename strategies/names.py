@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from nnx_conformance.spec.adapter import Capabilities
 
-__all__ = ["DEFAULT_CAPABILITIES", "IDENTIFIER_NAMES", "PUNCTUATED_NAMES", "name_pool", "names"]
+__all__ = ["DEFAULT_CAPABILITIES", "IDENTIFIER_NAMES", "PUNCTUATED_NAMES", "allowed", "name_pool", "names"]
 
 DEFAULT_CAPABILITIES = Capabilities()
 """Every capability claimed: the strategies' default, generating every feature."""

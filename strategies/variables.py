@@ -80,13 +80,19 @@ def shardings(draw: st.DrawFn, shape: tuple[int, ...], axes: Sequence[str] = MES
     return _draw_sharding(draw, len(shape), tuple(axes))
 
 
-@functools.lru_cache(maxsize=64)
 def signatures(
     collections: Sequence[str] = COLLECTIONS,
     shapes: Sequence[tuple[int, ...]] = SHAPES,
     dtypes: Sequence[str] = DTYPES,
 ) -> st.SearchStrategy[tuple[str, tuple[int, ...], str]]:
     """A ``(collection, shape, dtype)`` triple: one index into their product, simplest first."""
+    return _signatures(tuple(collections), tuple(map(tuple, shapes)), tuple(dtypes))
+
+
+@functools.lru_cache(maxsize=64)
+def _signatures(
+    collections: tuple[str, ...], shapes: tuple[tuple[int, ...], ...], dtypes: tuple[str, ...]
+) -> st.SearchStrategy[tuple[str, tuple[int, ...], str]]:
     if not (collections and shapes and dtypes):
         raise InvalidArgument("collections, shapes and dtypes must not be empty")
     return st.sampled_from(tuple(itertools.product(collections, shapes, dtypes)))
@@ -124,7 +130,7 @@ def variables(
     differ (a transposed or reversed value shows) and it shrinks to ``[0, 1, ...]``. (Inside
     :func:`~.graphs.graphs` the base is not drawn: Variable ``j`` starts at ``10 * j``.)
     """
-    signature = signatures(tuple(collections), tuple(shapes), tuple(dtypes))
+    signature = signatures(collections, shapes, dtypes)
     return draw_variable(draw, signature, sharding, draw(_BASE))
 
 
