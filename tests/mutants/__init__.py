@@ -82,7 +82,10 @@ MUTANTS: list[Mutant] = []
 
 
 def _kebab(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name).lower()
+    """``KeysFromA24BitDigest`` -> ``keys-from-a-24-bit-digest``."""
+    return re.sub(
+        r"(?<=[a-z])(?=[A-Z0-9])|(?<=[0-9])(?=[A-Z])|(?<=[A-Z])(?=[0-9]|[A-Z][a-z])", "-", name
+    ).lower()
 
 
 def mutant(

@@ -1,0 +1,191 @@
+"""Mutants of the State mapping: the ``state.*`` clauses must catch each one.
+
+Each is the core adapter with one State operation done wrong, either in the adapter's ``filter``/``union``
+(over the core's correct ``State``) or through a private ``State`` subclass with its own pytree
+registration. The core's ``State`` class itself is never touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+
+from mutants import mutant
+from nnx_conformance.core import State, Variable
+from nnx_conformance.spec.adapter import Filter, Path
+from nnx_conformance.spec.adapters.core import CoreAdapter
+
+# ---------------------------------------------------------------------------------------------------------
+# state.filter-partition
+# ---------------------------------------------------------------------------------------------------------
+
+
+@mutant(catches="state.filter-partition")
+class PredicateFilterDropsLastEntry(CoreAdapter):
+    """Filtering with a predicate loses the last matching entry (an off-by-one in the loop that collects
+    the matches); filtering by collection names is right. state.filter-partition must catch it."""
+
+    def filter(self, state: Any, *filters: Filter) -> State:
+        result = super().filter(state, *filters)
+        if all(isinstance(f, str) for f in filters) or not len(result):
+            return result
+        return State(list(result.items())[:-1])
+
+
+@mutant(catches="state.filter-partition")
+class SeveralFiltersIntersect(CoreAdapter):
+    """``filter(state, f1, f2)`` keeps the entries matching *every* filter instead of *any* (filters
+    applied one after the other). state.filter-partition must catch it."""
+
+    def filter(self, state: Any, *filters: Filter) -> State:
+        if not filters:
+            return super().filter(state)
+        for f in filters:
+            state = super().filter(state, f)
+        return state
+
+
+@mutant(catches="state.filter-partition")
+class PredicateSeesSplitPath(CoreAdapter):
+    """A predicate filter is called with the path re-split from its ``"a/b"`` display form (the seed's
+    way), so for an attribute named ``"x/y"`` the predicate sees ``("x", "y")``: depth, prefix and name
+    tests go wrong exactly where names hold the separator. state.filter-partition must catch it."""
+
+    def filter(self, state: Any, *filters: Filter) -> State:
+        def resplit(f: Filter) -> Filter:
+            if isinstance(f, str):
+                return f
+            return lambda path, var: f(tuple("/".join(path).split("/")), var)
+
+        return super().filter(state, *(resplit(f) for f in filters))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# state.union-laws
+# ---------------------------------------------------------------------------------------------------------
+
+
+@mutant(catches="state.union-laws")
+class UnionLaterWins(CoreAdapter):
+    """Union is ``{**a, **b}``: at a path held by both states the later state silently wins, even when the
+    two hold different Variables with different values (the seed's union). state.union-laws must catch
+    it."""
+
+    def union(self, *states: Any) -> State:
+        merged: dict[Path, Any] = {}
+        for state in states:
+            merged.update(state.items())
+        return State(merged)
+
+
+@mutant(catches="state.union-laws")
+class UnionInOperandOrder(CoreAdapter):
+    """Union concatenates its operands' entries (first occurrence wins, conflicts still checked) and keeps
+    that order instead of re-sorting, so the result's order depends on the order of the operands.
+    state.union-laws must catch it."""
+
+    def union(self, *states: Any) -> State:
+        checked = super().union(*states)  # conflicts are still refused
+        merged: dict[Path, Any] = {}
+        for state in states:
+            for path, var in state.items():
+                merged.setdefault(path, var)
+        assert set(merged) == set(checked)
+        return State._from_sorted(merged)
+
+
+@mutant(catches="state.union-laws")
+class UnionOfThreeIgnoresTheThird(CoreAdapter):
+    """``union(a, b, c)`` is written as ``def union(a, b, *rest)`` and forgets ``rest``: unions of two
+    states are right, a third operand is dropped. state.union-laws must catch it."""
+
+    def union(self, *states: Any) -> State:
+        return super().union(*states[:2])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# state.pytree
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _StringOrderState(State):
+    """Iterates in canonical order, but flattens in the order of the joined ``"a/b"`` strings."""
+
+    __slots__ = ()
+
+
+def _string_flatten(state: _StringOrderState) -> tuple[list[Any], tuple[Path, ...]]:
+    paths = sorted(state._data, key="/".join)
+    return [state._data[p] for p in paths], tuple(paths)
+
+
+def _string_unflatten(paths: tuple[Path, ...], children: Sequence[Any]) -> _StringOrderState:
+    return _StringOrderState._from_sorted(dict(sorted(zip(paths, children))))
+
+
+jax.tree_util.register_pytree_node(_StringOrderState, _string_flatten, _string_unflatten)
+
+
+class _OneCollectionState(State):
+    """A pytree whose aux data keeps a single collection name for all entries ("they are all params")."""
+
+    __slots__ = ()
+
+
+def _one_collection_flatten(state: _OneCollectionState) -> tuple[list[Any], tuple[Any, ...]]:
+    values = list(state._data.values())
+    collection = values[0].collection if values else "params"
+    shardings = tuple(v.sharding for v in values)
+    return [v.value for v in values], (tuple(state._data), collection, shardings)
+
+
+def _one_collection_unflatten(aux: tuple[Any, ...], leaves: Sequence[Any]) -> _OneCollectionState:
+    paths, collection, shardings = aux
+    data = {p: Variable(collection, x, sharding=s) for p, x, s in zip(paths, leaves, shardings)}
+    return _OneCollectionState._from_sorted(data)
+
+
+jax.tree_util.register_pytree_node(_OneCollectionState, _one_collection_flatten, _one_collection_unflatten)
+
+
+class _StateClassAdapter(CoreAdapter):
+    """The core adapter, with every state it hands out re-wrapped as ``state_class``."""
+
+    state_class: type[State] = State
+
+    def _wrap(self, state: State) -> State:
+        return self.state_class._from_sorted(dict(state.items()))
+
+    def partition(self, module: Any) -> tuple[State, Any]:
+        state, graphdef = super().partition(module)
+        return self._wrap(state), graphdef
+
+    def make_state(self, items: Sequence[tuple[Path, Any]]) -> State:
+        return self._wrap(super().make_state(items))
+
+    def filter(self, state: Any, *filters: Filter) -> State:
+        return self._wrap(super().filter(State._from_sorted(dict(state.items())), *filters))
+
+    def union(self, *states: Any) -> State:
+        return self._wrap(super().union(*(State._from_sorted(dict(s.items())) for s in states)))
+
+
+@mutant(catches="state.pytree")
+class LeavesInJoinedStringOrder(_StateClassAdapter):
+    """The state's pytree orders its leaves by the joined ``"a/b"`` string instead of the path tuple: the
+    same order, except where a name holds a character sorting before ``"/"`` (``("a-b",)`` comes before
+    ``("a", "b")`` as a string, after it as a tuple). Iteration order is right. state.pytree must catch
+    it."""
+
+    state_class = _StringOrderState
+
+
+@mutant(catches="state.pytree")
+class UnflattenKeepsOneCollection(_StateClassAdapter):
+    """The state's pytree stores one collection name in its aux data (the first entry's) and unflattens
+    every Variable with it, so ``tree_map``, ``jit``, ``vmap`` and ``scan`` turn ``batch_stats`` into
+    ``params`` when a state mixes collections. state.pytree must catch it."""
+
+    state_class = _OneCollectionState
