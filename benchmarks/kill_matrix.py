@@ -1,0 +1,397 @@
+"""Kill matrix: every clause against every mutant, over many seeds. A report, not a test.
+
+For each mutant of ``tests/mutants/`` and each clause of ``spec/SPEC.md``, runs every property of the clause
+against the mutant with ``hypothesis.seed(s)`` and the property's default example budget, and records
+
+* whether a property caught the mutant (an ``AssertionError``, or a symptom the mutant declares; a crash
+  for another reason is counted separately, never as a catch),
+* examples to failure: calls of the property body up to the first failing one (for a clause: the fewest
+  over its properties on that seed),
+* the shrunk counterexample's size, ``(modules, attribute edges)`` of the last blueprint the property
+  showed (properties without a graph report none). Only the property that failed first on a seed is
+  shrunk (re-run with the same seed and the shrink phase on): one shrink per seed, not one per property.
+
+The clause a mutant's docstring names runs over ``--seeds`` seeds with shrinking (that is the number the
+suite is judged by); every other clause runs over ``--cross-seeds`` seeds without shrinking, to show which
+other clauses also notice the bug. Properties that are not Hypothesis tests (fixed cases in a child
+interpreter: deep chains, hash seeds, forced devices) do not depend on the seed and run once.
+
+    python benchmarks/kill_matrix.py --seeds 10 --jobs 2 --out docs/kill_matrix.md
+    python benchmarks/kill_matrix.py --mutants update-ignores-deep-paths --seeds 50 --cross-seeds 0
+
+Writes Markdown to ``--out`` and the raw results as JSON beside it (``--json`` to choose the path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+
+SLOW_MEDIAN = 20
+"""A named-clause median above this many examples to failure is flagged as a weak spot."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    mutant: str
+    clause: str
+    seed: int
+    shrink: bool
+    deterministic_only: bool = False
+    """Run only the non-Hypothesis properties (seed-independent: once per mutant and clause)."""
+    hypothesis_only: bool = False
+
+
+@dataclasses.dataclass
+class PropResult:
+    property: str
+    status: str
+    """``caught``, ``crash`` (failed, but not with an assertion or declared symptom), ``passed``, ``skipped``."""
+    examples: int
+    size: tuple[int, int] | None
+    seconds: float
+    message: str = ""
+
+
+def _setup_worker() -> None:
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+
+
+def _run_task(task: Task) -> tuple[Task, list[PropResult]]:
+    _setup_worker()
+    import mutants
+    from mutants.harness import blueprint_size, run_property
+
+    from nnx_conformance.spec.clauses import properties
+
+    m = mutants.by_name(task.mutant)
+    impl = m.make()
+    results = []
+    for fn in properties()[task.clause]:
+        is_hypothesis = hasattr(fn, "hypothesis")
+        if (task.deterministic_only and is_hypothesis) or (task.hypothesis_only and not is_hypothesis):
+            continue
+        # Search without shrinking first: shrinking does not change which example fails first.
+        outcome = run_property(fn, impl, seed=task.seed, shrink=False)
+        results.append(_result(fn.__name__, outcome, m.symptoms))
+    caught = [r for r in results if r.status == "caught"]
+    if task.shrink and caught:
+        # Shrink only the counterexample of the property that failed first (one shrink, not one per
+        # property): same seed, so the same examples lead to the same failure, then Hypothesis shrinks it.
+        best = min(caught, key=lambda r: r.examples)
+        fn = next(f for f in properties()[task.clause] if f.__name__ == best.property)
+        shrunk = run_property(fn, impl, seed=task.seed, shrink=True)
+        best.size = blueprint_size(shrunk.blueprint) if shrunk.failed else None
+        best.seconds = round(best.seconds + shrunk.seconds, 3)
+    return task, results
+
+
+def _result(name: str, outcome: Any, symptoms: tuple[type[BaseException], ...]) -> PropResult:
+    if outcome.skipped is not None:
+        status = "skipped"
+    elif outcome.caught_by(symptoms):
+        status = "caught"
+    elif outcome.failed:
+        status = "crash"
+    else:
+        status = "passed"
+    message = outcome.describe().split(": ", 1)[-1][:300] if outcome.failed else ""
+    return PropResult(name, status, outcome.examples, None, round(outcome.seconds, 3), message)
+
+
+def _tasks(catalogue: list[Any], clauses: list[str], seeds: int, cross_seeds: int) -> list[Task]:
+    from nnx_conformance.spec.clauses import properties
+
+    kinds = {cid: {hasattr(fn, "hypothesis") for fn in fns} for cid, fns in properties().items()}
+    tasks = []
+    for m in catalogue:
+        for cid in clauses:
+            named = cid == m.catches
+            n = seeds if named else cross_seeds
+            if n <= 0:
+                continue
+            if False in kinds.get(cid, ()):
+                tasks.append(Task(m.id, cid, 0, shrink=named, deterministic_only=True))
+            if True in kinds.get(cid, ()):
+                tasks.extend(Task(m.id, cid, s, shrink=named, hypothesis_only=True) for s in range(n))
+    # Named clauses first (the numbers that matter), then the cross runs.
+    tasks.sort(key=lambda t: (not t.shrink,))
+    return tasks
+
+
+def _median(xs: Iterable[float]) -> float | None:
+    xs = list(xs)
+    return statistics.median(xs) if xs else None
+
+
+@dataclasses.dataclass
+class Cell:
+    """One mutant x clause: per seed, whether caught, examples to failure and counterexample size."""
+
+    runs: int = 0
+    caught: int = 0
+    crashes: int = 0
+    examples: list[int] = dataclasses.field(default_factory=list)
+    sizes: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    catching: dict[str, int] = dataclasses.field(default_factory=dict)
+    all_skipped: bool = True
+
+
+def _fold(raw: list[tuple[Task, list[PropResult]]]) -> dict[tuple[str, str], Cell]:
+    """Per (mutant, clause): combine each seed's property results (deterministic ones count on every seed)."""
+    per_seed: dict[tuple[str, str], dict[int, list[PropResult]]] = defaultdict(lambda: defaultdict(list))
+    deterministic: dict[tuple[str, str], list[PropResult]] = defaultdict(list)
+    for task, results in raw:
+        key = (task.mutant, task.clause)
+        if task.deterministic_only:
+            deterministic[key].extend(results)
+        else:
+            per_seed[key][task.seed].extend(results)
+    cells: dict[tuple[str, str], Cell] = {}
+    for key in set(per_seed) | set(deterministic):
+        cell = Cell()
+        seeds = per_seed[key] or {0: []}
+        for _seed, results in sorted(seeds.items()):
+            results = results + deterministic[key]
+            if not results:
+                continue
+            cell.runs += 1
+            if any(r.status != "skipped" for r in results):
+                cell.all_skipped = False
+            caught = [r for r in results if r.status == "caught"]
+            if caught:
+                cell.caught += 1
+                best = min(caught, key=lambda r: r.examples)
+                cell.examples.append(best.examples)
+                if best.size is not None:
+                    cell.sizes.append(best.size)
+                for r in caught:
+                    cell.catching[r.property] = cell.catching.get(r.property, 0) + 1
+            elif any(r.status == "crash" for r in results):
+                cell.crashes += 1
+        cells[key] = cell
+    return cells
+
+
+def _fmt_size(sizes: list[tuple[int, int]]) -> str:
+    if not sizes:
+        return "—"
+    nodes = _median(s[0] for s in sizes)
+    edges = _median(s[1] for s in sizes)
+    return f"{nodes:g}, {edges:g} (max {max(s[0] for s in sizes)}, {max(s[1] for s in sizes)})"
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def render(
+    catalogue: list[Any],
+    clauses: list[str],
+    cells: dict[tuple[str, str], Cell],
+    args: argparse.Namespace,
+    wall: float,
+) -> str:
+    import hypothesis
+    import jax
+
+    lines = [
+        "# Kill matrix",
+        "",
+        "Every mutant of `tests/mutants/` against every clause of `spec/SPEC.md`; generated by",
+        f"`python benchmarks/kill_matrix.py --seeds {args.seeds} --cross-seeds {args.cross_seeds} "
+        f"--jobs {args.jobs}` (not a test; CI runs the cheaper `tests/test_mutants.py`).",
+        "",
+        f"* commit `{_git_commit()}`, {time.strftime('%Y-%m-%d')}; jax {jax.__version__}, hypothesis "
+        f"{hypothesis.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPU(s); "
+        f"wall time {wall / 60:.1f} min with {args.jobs} worker(s)",
+        f"* named clause (the one the mutant's docstring names): {args.seeds} seeds "
+        "(`hypothesis.seed(0..K-1)`), each property at its default example budget, with shrinking;",
+        f"* every other clause: {args.cross_seeds} seed(s), no shrinking (which other clauses notice the bug);",
+        "* properties that are not Hypothesis tests (child-interpreter checks) are seed-independent: run once,"
+        " counted for every seed.",
+        "",
+        "**Detection** = seeds on which at least one property of the clause failed with an assertion (or the",
+        "mutant's declared symptom). **Examples to failure** = calls of the property body up to the first",
+        "failing one (the fewest over the clause's properties on that seed), median and max over the seeds",
+        "that caught it. **Shrunk size** = (modules, attribute edges) of the shrunk counterexample's graph,",
+        "median (max), for properties that draw a graph.",
+        "",
+    ]
+    named_rows = []
+    total_runs = total_caught = 0
+    all_examples: list[int] = []
+    all_sizes: list[tuple[int, int]] = []
+    weak: list[str] = []
+    for m in catalogue:
+        cell = cells.get((m.id, m.catches), Cell())
+        total_runs += cell.runs
+        total_caught += cell.caught
+        all_examples.extend(cell.examples)
+        all_sizes.extend(cell.sizes)
+        others = [
+            cid
+            for cid in clauses
+            if cid != m.catches and (c := cells.get((m.id, cid))) is not None and c.caught
+        ]
+        med = _median(cell.examples)
+        ex = f"{med:g} / {max(cell.examples)}" if cell.examples else "—"
+        props = ", ".join(f"`{p}` {n}" for p, n in sorted(cell.catching.items(), key=lambda kv: -kv[1]))
+        named_rows.append(
+            f"| `{m.id}` | `{m.catches}` | {cell.caught}/{cell.runs} | {ex} | {_fmt_size(cell.sizes)} | "
+            f"{len(others)} | {props or '—'} |"
+        )
+        if cell.runs and cell.caught < cell.runs:
+            weak.append(f"`{m.id}`: caught on {cell.caught}/{cell.runs} seeds by `{m.catches}`")
+        if med is not None and med > SLOW_MEDIAN:
+            weak.append(f"`{m.id}`: median {med:g} examples to failure (> {SLOW_MEDIAN})")
+        if args.cross_seeds and not others:
+            weak.append(f"`{m.id}`: caught by `{m.catches}` only (no other clause notices it)")
+        if cell.crashes:
+            weak.append(f"`{m.id}`: {cell.crashes} seed(s) where a property crashed instead of asserting")
+    rate = 100.0 * total_caught / total_runs if total_runs else 0.0
+    med_all = _median(all_examples)
+    lines += [
+        "## Headline",
+        "",
+        f"* **{len(catalogue)} mutants**, {len({m.family for m in catalogue})} clause families, "
+        f"{len({m.catches for m in catalogue})} of {len(clauses)} clauses named by a mutant.",
+        f"* **Detection by the named clause: {total_caught}/{total_runs} mutant-seeds ({rate:.1f}%)**; "
+        f"{sum(1 for m in catalogue if (c := cells.get((m.id, m.catches))) and c.runs and c.caught == c.runs)}"
+        f"/{len(catalogue)} mutants caught on every seed.",
+        f"* Examples to failure (named clause, all caught runs): median **{med_all:g}**, max "
+        f"{max(all_examples) if all_examples else '—'}."
+        if med_all is not None
+        else "* Examples to failure: —",
+        f"* Shrunk counterexample size: median **{_fmt_size(all_sizes)}** (modules, attribute edges).",
+        "",
+        "## Per mutant (named clause)",
+        "",
+        "| mutant | clause | detection | examples to failure (median / max) | shrunk size (modules, edges) "
+        "| other clauses catching | catching properties (seeds) |",
+        "|---|---|---|---|---|---|---|",
+        *named_rows,
+        "",
+        "## Weak spots",
+        "",
+        *([f"* {w}" for w in weak] or ["* none: every mutant caught on every seed, fast."]),
+        "",
+    ]
+    if args.cross_seeds:
+        short = {cid: cid.split(".", 1)[1] for cid in clauses}
+        lines += [
+            "## Matrix: mutant x clause",
+            "",
+            "Cells: seeds caught / seeds run (**bold** = the named clause); `·` = never caught; "
+            "`s` = every property skipped.",
+            "",
+            "| mutant | " + " | ".join(short[c] for c in clauses) + " |",
+            "|---|" + "---|" * len(clauses),
+        ]
+        for m in catalogue:
+            row = []
+            for cid in clauses:
+                cell = cells.get((m.id, cid))
+                if cell is None or not cell.runs:
+                    row.append(" ")
+                elif cell.all_skipped:
+                    row.append("s")
+                elif not cell.caught:
+                    row.append("·")
+                else:
+                    text = f"{cell.caught}/{cell.runs}"
+                    row.append(f"**{text}**" if cid == m.catches else text)
+            lines.append(f"| `{m.id}` | " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, default=10, help="seeds for the named clause (default 10)")
+    parser.add_argument("--cross-seeds", type=int, default=1, help="seeds for every other clause (default 1)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "kill_matrix.md")
+    parser.add_argument("--json", type=Path, default=None, help="raw results (default: --out with .json)")
+    parser.add_argument("--mutants", default="", help="comma-separated mutant ids (default: all)")
+    parser.add_argument("--clauses", default="", help="comma-separated clause ids or family prefixes")
+    args = parser.parse_args(argv)
+
+    _setup_worker()
+    import mutants
+
+    from nnx_conformance.spec.clauses import spec_clauses
+
+    catalogue = mutants.load()
+    if args.mutants:
+        wanted = {w.strip().removeprefix("mutant:") for w in args.mutants.split(",")}
+        catalogue = [m for m in catalogue if m.id in wanted]
+    clauses = list(spec_clauses())
+    if args.clauses:
+        prefixes = tuple(w.strip() for w in args.clauses.split(","))
+        clauses = [c for c in clauses if c.startswith(prefixes) or any(m.catches == c for m in catalogue)]
+    tasks = _tasks(catalogue, clauses, args.seeds, args.cross_seeds)
+    print(
+        f"{len(catalogue)} mutants x {len(clauses)} clauses: {len(tasks)} tasks on {args.jobs} worker(s)",
+        flush=True,
+    )
+
+    started = time.perf_counter()
+    raw: list[tuple[Task, list[PropResult]]] = []
+    ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe once initialised
+    with ctx.Pool(args.jobs, initializer=_setup_worker) as pool:
+        for k, (task, results) in enumerate(pool.imap_unordered(_run_task, tasks), 1):
+            raw.append((task, results))
+            caught = [r.property for r in results if r.status == "caught"]
+            if task.shrink or k % 50 == 0:
+                print(
+                    f"[{k}/{len(tasks)} {time.perf_counter() - started:6.0f}s] {task.mutant} {task.clause} "
+                    f"seed {task.seed}: {'caught by ' + ', '.join(caught) if caught else 'not caught'}",
+                    flush=True,
+                )
+    wall = time.perf_counter() - started
+    cells = _fold(raw)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(catalogue, clauses, cells, args, wall), encoding="utf-8")
+    json_path = args.json or args.out.with_suffix(".json")
+    json_path.write_text(
+        json.dumps(
+            [
+                {"task": dataclasses.asdict(t), "results": [dataclasses.asdict(r) for r in rs]}
+                for t, rs in raw
+            ],
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
+    print(f"wrote {args.out} and {json_path} in {wall / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
