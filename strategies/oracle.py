@@ -27,6 +27,7 @@ from nnx_conformance.strategies.blueprint import (
     VarRef,
     VarSpec,
 )
+from nnx_conformance.strategies.filters import matches
 
 __all__ = ["Edge", "EdgeKind", "Oracle", "chain", "oracle", "walk_blueprint"]
 
@@ -224,8 +225,6 @@ class Oracle:
 
     def select(self, *filters: Filter) -> tuple[tuple[Path, int], ...]:
         """The expected items that match any of ``filters`` (see :func:`~.filters.matches`)."""
-        from nnx_conformance.strategies.filters import matches
-
         bp = self.blueprint
         return tuple(
             (path, j)
