@@ -1,0 +1,223 @@
+"""Mutants of the seed's layers and of the transforms around them: the ``layers.*`` clauses must catch each.
+
+Layer mutants subclass one core layer (BatchNorm, Dropout) and hand it out through a ``CoreLayers``
+subclass -- also inside Blocks, so a Block holds the broken layer too. Transform mutants override the
+adapter's ``vmap`` or ``partition``. The core's classes are never modified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mutants import mutant
+from nnx_conformance.core import State
+from nnx_conformance.core.layers import BatchNorm, Block, Dropout
+from nnx_conformance.core.rng import Context
+from nnx_conformance.spec.adapters.core import CoreAdapter, CoreLayers
+
+
+class _Layers(CoreLayers):
+    """Core layers, with BatchNorm and Dropout (also those inside a Block) of the given classes."""
+
+    def __init__(self, batch_norm: type[BatchNorm] = BatchNorm, dropout: type[Dropout] = Dropout) -> None:
+        self.batch_norm_class = batch_norm
+        self.dropout_class = dropout
+
+    def batch_norm(self, din: int, ctx: Context) -> BatchNorm:
+        return self.batch_norm_class(din)
+
+    def dropout(self, rate: float, ctx: Context) -> Dropout:
+        return self.dropout_class(rate)
+
+    def block(self, din: int, dout: int, ctx: Context) -> Block:
+        block = Block(din, dout, ctx=ctx)
+        block.bn = self.batch_norm_class(dout)
+        block.dropout = self.dropout_class(block.dropout.rate)
+        return block
+
+
+# ---------------------------------------------------------------------------------------------------------
+# layers.state-stability
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _KeepdimsBatchNorm(BatchNorm):
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if not train:
+            return super().__call__(x, train)
+        axis = tuple(range(x.ndim - 1))
+        mean = jnp.mean(x, axis=axis, keepdims=True)  # (1, din): the running stats change shape
+        var = jnp.var(x, axis=axis, keepdims=True)
+        self.mean.value = self.mu * self.mean.value + (1 - self.mu) * mean
+        self.var.value = self.mu * self.var.value + (1 - self.mu) * var
+        return (x - mean) / jnp.sqrt(var + 1e-5) * self.scale.value + self.bias.value
+
+
+@mutant(catches="layers.state-stability")
+class BatchNormStatsChangeShape(CoreAdapter):
+    """BatchNorm computes batch statistics with ``keepdims=True`` (the seed's bug): after one training call
+    the running mean and variance are ``(1, din)`` instead of ``(din,)``; outputs are still right.
+    layers.state-stability must catch it."""
+
+    layers = _Layers(batch_norm=_KeepdimsBatchNorm)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# layers.semantics
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _AlwaysDropout(Dropout):
+    def __call__(self, x: jax.Array, *, train: bool, ctx: Context) -> jax.Array:
+        return super().__call__(x, train=True, ctx=ctx)
+
+
+@mutant(catches="layers.semantics")
+class DropoutIgnoresTrainMode(CoreAdapter):
+    """Dropout drops (and rescales) whether or not it is training: evaluation outputs are noisy.
+    layers.semantics must catch it."""
+
+    layers = _Layers(dropout=_AlwaysDropout)
+
+
+class _KeepRateDropout(Dropout):
+    def __call__(self, x: jax.Array, *, train: bool, ctx: Context) -> jax.Array:
+        if not train or self.rate in (0.0, 1.0):
+            return super().__call__(x, train=train, ctx=ctx)
+        keep = jax.random.bernoulli(ctx.make_rng(), self.rate, x.shape)  # rate used as keep probability
+        return jnp.where(keep, x / self.rate, 0.0).astype(x.dtype)
+
+
+@mutant(catches="layers.semantics")
+class DropoutRateIsKeepProbability(CoreAdapter):
+    """Dropout treats ``rate`` as the probability of *keeping* an element (as ``keep_prob`` APIs do), so
+    ``Dropout(0.1)`` zeroes 90% of its input; right only for ``rate == 0.5``. layers.semantics must catch
+    it."""
+
+    layers = _Layers(dropout=_KeepRateDropout)
+
+
+class _BatchStatsInEval(BatchNorm):
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        axis = tuple(range(x.ndim - 1))
+        if train:
+            return super().__call__(x, train)
+        mean, var = jnp.mean(x, axis=axis), jnp.var(x, axis=axis)
+        return (x - mean) / jnp.sqrt(var + 1e-5) * self.scale.value + self.bias.value
+
+
+@mutant(catches="layers.semantics")
+class BatchNormEvalUsesBatchStatistics(CoreAdapter):
+    """BatchNorm in evaluation mode normalises with the statistics of the batch it is given instead of its
+    running statistics (the running ones are kept up to date, but never used). layers.semantics must catch
+    it."""
+
+    layers = _Layers(batch_norm=_BatchStatsInEval)
+
+
+class _UpdatesInEval(BatchNorm):
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if train:
+            return super().__call__(x, train)
+        y = super().__call__(x, False)  # normalises with the running statistics...
+        axis = tuple(range(x.ndim - 1))  # ...then updates them anyway
+        self.mean.value = self.mu * self.mean.value + (1 - self.mu) * jnp.mean(x, axis=axis)
+        self.var.value = self.mu * self.var.value + (1 - self.mu) * jnp.var(x, axis=axis)
+        return y
+
+
+@mutant(catches="layers.semantics")
+class BatchNormEvalUpdatesRunningStatistics(CoreAdapter):
+    """BatchNorm in evaluation mode normalises with its running statistics (right) but then also updates
+    them with the evaluation batch, so evaluating a model changes it. layers.semantics must catch it."""
+
+    layers = _Layers(batch_norm=_UpdatesInEval)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# layers.lifted
+# ---------------------------------------------------------------------------------------------------------
+
+
+@mutant(catches="layers.lifted")
+class VmapDoesNotSplitBatchStats(CoreAdapter):
+    """The adapter's ``vmap`` lifts only the ``params`` collection: a State it returns has its
+    ``batch_stats`` entries taken from the first row instead of stacked (a lifted transform whose
+    ``variable_axes`` forgets a collection). Stacked parameters are right. layers.lifted must catch it."""
+
+    def vmap(self, fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
+        mapped = jax.vmap(fn, **kwargs)
+
+        def call(*args: Any) -> Any:
+            return jax.tree_util.tree_map(_unstack_batch_stats, mapped(*args), is_leaf=_is_state)
+
+        return call
+
+
+def _is_state(x: Any) -> bool:
+    return isinstance(x, State)
+
+
+def _unstack_batch_stats(x: Any) -> Any:
+    if not isinstance(x, State):
+        return x
+    items = []
+    for path, var in x.items():
+        if var.collection == "batch_stats":
+            var = type(var)(var.collection, var.value[0], sharding=var.sharding)
+        items.append((path, var))
+    return State(items)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# layers.jit-apply
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _TraceTimeMaskDropout(Dropout):
+    def __call__(self, x: jax.Array, *, train: bool, ctx: Context) -> jax.Array:
+        if not train or self.rate in (0.0, 1.0) or not isinstance(x, jax.core.Tracer):
+            return super().__call__(x, train=train, ctx=ctx)
+        # Under a trace the mask is drawn with NumPy at trace time: a constant baked into the compiled code.
+        keep = np.random.default_rng(0).random(x.shape) >= self.rate
+        return jnp.where(keep, x / (1.0 - self.rate), 0.0).astype(x.dtype)
+
+
+@mutant(catches="layers.jit-apply")
+class DropoutMaskFrozenAtTrace(CoreAdapter):
+    """Under ``jit``, Dropout draws its mask with NumPy at trace time (a "faster" path that avoids a PRNG
+    call), so the compiled apply uses one fixed mask whatever the context: jitted and eager applies
+    disagree in training. layers.jit-apply must catch it."""
+
+    layers = _Layers(dropout=_TraceTimeMaskDropout)
+
+
+class _IdentityDef:
+    """Wraps a definition; equality and hash are by identity (no ``__eq__``/``__hash__`` defined)."""
+
+    __slots__ = ("graphdef",)
+
+    def __init__(self, graphdef: Any) -> None:
+        self.graphdef = graphdef
+
+    def __repr__(self) -> str:
+        return f"_IdentityDef({self.graphdef!r})"
+
+
+@mutant(catches="layers.jit-apply", by="test_equal_definitions_trace_the_jitted_apply_once")
+class DefinitionComparedByIdentity(CoreAdapter):
+    """Each partition returns a new definition object compared by identity (no ``__eq__``/``__hash__``),
+    so definitions of two equal layers are unequal and a jitted apply recompiles on every new state.
+    layers.jit-apply must catch it (graph.def-equality does too)."""
+
+    def partition(self, module: Any) -> tuple[Any, Any]:
+        state, graphdef = super().partition(module)
+        return state, _IdentityDef(graphdef)
+
+    def merge(self, graphdef: Any, state: Any) -> Any:
+        return super().merge(graphdef.graphdef, state)
