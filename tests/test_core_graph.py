@@ -1,0 +1,569 @@
+"""Module graphs: canonical paths, partition/merge/update round trips, ModuleDef equality and hashing,
+sharing and cycles by identity, validation without side effects, and deep graphs."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nnx_conformance.core import (
+    Module,
+    ModuleDef,
+    NNXError,
+    State,
+    StateMismatchError,
+    UnhashableStaticError,
+    Variable,
+)
+
+
+class Node(Module):
+    """A bare module; tests set attributes on it directly."""
+
+
+class Other(Module):
+    pass
+
+
+def node(cls=Node, **attrs):
+    module = cls()
+    for name, value in attrs.items():
+        setattr(module, name, value)
+    return module
+
+
+def p(value=0.0, collection="params", sharding=None):
+    # numpy values: the graph functions never look inside them, and they are cheap to create
+    return Variable(collection, np.asarray(value, np.float32), sharding=sharding)
+
+
+def model():
+    """root{a: Node{w, s=3}, b: Node{w, v=shared}, shared is also root.v, n='x'}."""
+    shared = p(9.0)
+    return node(
+        a=node(w=p(1.0), s=3),
+        b=node(w=p(2.0), v=shared),
+        v=shared,
+        n="x",
+    )
+
+
+def snapshot_values(state):
+    return {path: var.value for path, var in state.items()}
+
+
+# -- partition ------------------------------------------------------------------------------------------
+
+
+def test_partition_paths_collections_and_order():
+    state, moduledef = model().partition()
+    assert list(state) == [("a", "w"), ("b", "v"), ("b", "w")]
+    assert [var.collection for var in state.values()] == ["params"] * 3
+    assert isinstance(moduledef, ModuleDef)
+
+
+def test_partition_snapshots_variables_but_shares_values():
+    root = model()
+    state, _ = root.partition()
+    assert state["a", "w"] is not root.a.w
+    assert state["a", "w"].value is root.a.w.value
+    root.a.w.value = jnp.zeros(())  # the snapshot is not a view of the live Variable
+    assert float(state["a", "w"].value) == 1.0
+
+
+def test_canonical_path_is_the_first_sorted_preorder_visit():
+    # root.a = X, root.b = Y, X.c = Y: DFS reaches Y first through a/c, before trying root.b.
+    y = node(w=p())
+    x = node(c=y)
+    root = node(b=y, a=x)
+    state, _ = root.partition()
+    assert list(state) == [("a", "c", "w")]
+    # a Variable after a submodule in sorted order is claimed by the submodule's subtree first
+    shared = p()
+    root = node(z=shared, m=node(v=shared))
+    assert list(root.partition()[0]) == [("m", "v")]
+
+
+def test_attribute_order_does_not_matter():
+    def build(order):
+        root = Node()
+        values = {"w": p(1.0), "child": node(k=p(2.0)), "n": 4}
+        for name in order:
+            setattr(root, name, values[name])
+        return root
+
+    state1, def1 = build(["w", "child", "n"]).partition()
+    state2, def2 = build(["n", "child", "w"]).partition()
+    assert def1 == def2 and list(state1) == list(state2) == [("child", "k"), ("w",)]
+
+
+def test_slash_named_attribute_does_not_collide_with_nested_path():
+    root = node(**{"a/b": p(1.0)})
+    root.a = node(b=p(2.0))
+    state, moduledef = root.partition()
+    assert list(state) == [("a", "b"), ("a/b",)]
+    merged = moduledef.merge(state)
+    assert float(getattr(merged, "a/b").value) == 1.0 and float(merged.a.b.value) == 2.0
+
+
+def test_empty_module_partitions_to_empty_state():
+    state, moduledef = Node().partition()
+    assert len(state) == 0
+    assert type(moduledef.merge(state)) is Node
+
+
+# -- merge: round trips, sharing and cycles by identity -------------------------------------------------
+
+
+def test_merge_round_trip_rebuilds_an_independent_equal_graph():
+    root = model()
+    state, moduledef = root.partition()
+    merged = moduledef.merge(state)
+    assert type(merged) is Node and merged is not root
+    assert merged.n == "x" and merged.a.s == 3
+    assert merged.a.w is not state["a", "w"] and merged.a.w.value is state["a", "w"].value
+    state2, def2 = merged.partition()
+    assert def2 == moduledef and hash(def2) == hash(moduledef)
+    assert snapshot_values(state2) == snapshot_values(state)
+    assert sorted(vars(merged)) == sorted(vars(root))
+
+
+def test_shared_variable_appears_once_and_stays_shared_after_merge():
+    root = model()
+    state, moduledef = root.partition()
+    assert sum(var.value is root.v.value for var in state.values()) == 1
+    merged = moduledef.merge(state)
+    assert merged.v is merged.b.v
+    merged.v.value = jnp.asarray(5.0)
+    assert float(merged.b.v.value) == 5.0
+
+
+def test_shared_module_appears_once_and_stays_shared():
+    child = node(w=p())
+    root = node(left=child, right=child)
+    state, moduledef = root.partition()
+    assert list(state) == [("left", "w")]
+    merged = moduledef.merge(state)
+    assert merged.left is merged.right
+
+
+def test_self_loop_round_trips_by_identity():
+    root = node(w=p())
+    root.me = root
+    state, moduledef = root.partition()
+    merged = moduledef.merge(state)
+    assert merged.me is merged and list(state) == [("w",)]
+
+
+def test_back_edges_round_trip_by_identity():
+    root = node(w=p())
+    child = node(up=root, v=p(1.0))
+    grandchild = node(top=root, parent=child)
+    child.down = grandchild
+    root.child = child
+    state, moduledef = root.partition()
+    merged = moduledef.merge(state)
+    assert merged.child.up is merged
+    assert merged.child.down.top is merged and merged.child.down.parent is merged.child
+    assert merged.partition()[1] == moduledef
+
+
+def test_merge_accepts_a_plain_mapping_in_any_order():
+    state, moduledef = model().partition()
+    merged = moduledef.merge(dict(reversed(list(state.items()))))
+    assert float(merged.b.w.value) == 2.0
+
+
+def test_merge_accepts_a_state_with_transformed_leaves():
+    state, moduledef = model().partition()
+    doubled = jax.tree_util.tree_map(lambda x: x * 2, state)
+    assert float(moduledef.merge(doubled).a.w.value) == 2.0
+
+
+def test_merge_does_not_call_init():
+    class NeedsArgs(Module):
+        def __init__(self, size):
+            self.size = size
+            self.w = p(jnp.zeros(size))
+
+    state, moduledef = NeedsArgs(3).partition()
+    assert moduledef.merge(state).size == 3
+
+
+def test_apply_returns_output_and_new_partition():
+    class Counter(Module):
+        def __init__(self):
+            self.count = Variable("counts", jnp.asarray(0))
+
+        def __call__(self, step):
+            self.count.value = self.count.value + step
+            return self.count.value * 10
+
+    state, moduledef = Counter().partition()
+    out, (new_state, new_def) = moduledef.apply(state)(3)
+    assert int(out) == 30 and int(new_state["count",].value) == 3
+    assert new_def == moduledef and int(state["count",].value) == 0  # the input state is untouched
+
+
+# -- merge validation -----------------------------------------------------------------------------------
+
+
+def mismatches():
+    state, moduledef = model().partition()
+    items = dict(state)
+    missing = {k: v for k, v in items.items() if k != ("b", "w")}
+    extra = {**items, ("b", "extra"): p()}
+    renamed = {(("b", "w2") if k == ("b", "w") else k): v for k, v in items.items()}
+    not_a_variable = {**items, ("b", "w"): items["b", "w"].value}
+    wrong_collection = {**items, ("b", "w"): Variable("batch_stats", items["b", "w"].value)}
+    return moduledef, [
+        ("missing", missing, ("b", "w"), "missing"),
+        ("extra", extra, ("b", "extra"), "unexpected"),
+        ("renamed", renamed, ("b", "w"), "missing 'b/w'.*unexpected 'b/w2'"),
+        ("not-a-variable", not_a_variable, ("b", "w"), "not a Variable"),
+        ("wrong-collection", wrong_collection, ("b", "w"), "collection 'batch_stats'"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(5), ids=[m[0] for m in mismatches()[1]])
+def test_merge_rejects_mismatching_states_naming_the_path(case):
+    moduledef, cases = mismatches()
+    _, items, path, message = cases[case]
+    before = {k: (v, getattr(v, "value", None)) for k, v in items.items()}
+    display = "/".join(path)
+    with pytest.raises(StateMismatchError, match=message) as info:
+        moduledef.merge(State(items))
+    assert info.value.path == path
+    assert f"'{display}' ({path!r})" in str(info.value)
+    # nothing mutated: same Variables, same values
+    assert {k: (v, getattr(v, "value", None)) for k, v in items.items()} == before
+
+
+def test_merge_rejects_non_mappings():
+    _, moduledef = model().partition()
+    with pytest.raises(TypeError):
+        moduledef.merge([1, 2])  # type: ignore[arg-type]
+
+
+# -- update_state ---------------------------------------------------------------------------------------
+
+
+def test_update_state_writes_in_place_and_keeps_sharing():
+    root = model()
+    live = [root.a.w, root.b.w, root.v]
+    state, _ = root.partition()
+    new = jax.tree_util.tree_map(lambda x: x + 100, state)
+    root.update_state(new)
+    assert [root.a.w, root.b.w, root.v] == live  # the same Variable objects
+    assert root.v is root.b.v and float(root.v.value) == 109.0
+    assert float(root.a.w.value) == 101.0 and float(root.b.w.value) == 102.0
+
+
+def test_shared_variable_stays_shared_after_update_from_another_graph():
+    root = model()
+    state, moduledef = root.partition()
+    other = moduledef.merge(state)
+    other.b.v.value = jnp.asarray(-1.0)
+    root.update_state(other.partition()[0])
+    assert root.v is root.b.v and float(root.v.value) == -1.0
+
+
+def test_update_state_with_a_subset_and_new_sharding():
+    root = model()
+    root.update_state(State({("a", "w"): p(7.0, sharding=())}))
+    assert float(root.a.w.value) == 7.0 and root.a.w.sharding == ()
+    assert float(root.b.w.value) == 2.0
+
+
+def update_failures(root):
+    good = p(50.0)
+    return [
+        ("unknown", State({("a", "w"): good, ("a", "nope"): p()}), ("a", "nope"), "not the canonical path"),
+        ("alias", State({("a", "w"): good, ("v",): p()}), ("v",), "not the canonical path"),
+        (
+            "not-a-variable",
+            State({("a", "w"): good, ("b", "w"): jnp.zeros(())}),
+            ("b", "w"),
+            "not a Variable",
+        ),
+        (
+            "wrong-collection",
+            State({("a", "w"): good, ("b", "w"): p(collection="cache")}),
+            ("b", "w"),
+            "collection 'cache'",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4), ids=["unknown", "alias", "not-a-variable", "wrong-collection"])
+def test_update_state_validates_everything_before_mutating(case):
+    root = model()
+    _, state, path, message = update_failures(root)[case]
+    before = [(var, var.value, var.sharding) for var in (root.a.w, root.b.w, root.v)]
+    with pytest.raises(StateMismatchError, match=message) as info:
+        root.update_state(state)
+    assert info.value.path == path and f"({path!r})" in str(info.value)
+    # ("a", "w") was valid and comes first, yet nothing was written
+    assert [(var, var.value, var.sharding) for var in (root.a.w, root.b.w, root.v)] == before
+
+
+def test_update_state_rejects_string_keys_and_non_mappings():
+    root = model()
+    with pytest.raises(TypeError, match="tuples"):
+        root.update_state({"a/w": p()})  # type: ignore[dict-item]
+    with pytest.raises(TypeError):
+        root.update_state([p()])  # type: ignore[arg-type]
+    assert float(root.a.w.value) == 1.0
+
+
+# -- ModuleDef: equality, hashing, jit -------------------------------------------------------------------
+
+
+def test_equal_structures_have_equal_defs_regardless_of_values_and_sharding():
+    _, def1 = model().partition()
+    other = model()
+    other.a.w.value = jnp.ones((5, 5))
+    other.a.w.sharding = ("x", None)
+    _, def2 = other.partition()
+    assert def1 == def2 and hash(def1) == hash(def2) and def1 is not def2
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda r: setattr(r, "a", node(Other, w=p(1.0), s=3)),  # node type
+        lambda r: setattr(r.a, "s", 3.0),  # static value type: 3 vs 3.0
+        lambda r: setattr(r.a, "s", True),  # ... vs True (True == 1, hash(True) == hash(1))
+        lambda r: setattr(r, "n", "y"),  # static value
+        lambda r: setattr(r, "v", p(9.0)),  # sharing pattern: an unshared Variable at the same paths
+        lambda r: setattr(r.b, "up", r),  # a cycle
+        lambda r: setattr(r.a, "w", p(1.0, collection="cache")),  # collection
+        lambda r: setattr(r.a, "t", 1),  # attribute set
+    ],
+    ids=["type", "int-vs-float", "int-vs-bool", "value", "sharing", "cycle", "collection", "attribute"],
+)
+def test_structural_differences_make_defs_unequal(change):
+    _, reference = model().partition()
+    changed = model()
+    change(changed)
+    _, moduledef = changed.partition()
+    assert moduledef != reference
+
+
+def test_static_tuples_compare_with_element_types():
+    _, def_int = node(t=(1, (2,))).partition()
+    _, def_float = node(t=(1, (2.0,))).partition()
+    _, def_frozen = node(t=frozenset({1})).partition()
+    _, def_frozen_bool = node(t=frozenset({True})).partition()
+    assert def_int != def_float and def_frozen != def_frozen_bool
+    assert def_int == node(t=(1, (2,))).partition()[1]
+
+
+def test_def_equality_with_other_types():
+    _, moduledef = model().partition()
+    assert moduledef != "def" and moduledef != None  # noqa: E711
+
+
+def test_jit_traces_once_for_equal_defs():
+    traces = []
+
+    def forward(moduledef, state, x):
+        traces.append(1)
+        return moduledef.merge(state).a.w.value * x
+
+    jitted = jax.jit(forward, static_argnums=0)
+    state1, def1 = model().partition()
+    state2, def2 = model().partition()
+    assert def1 is not def2
+    np.testing.assert_allclose(jitted(def1, state1, 2.0), 2.0)
+    np.testing.assert_allclose(jitted(def2, state2, 3.0), 3.0)
+    assert len(traces) == 1
+    different = model()
+    different.a.s = 4
+    state3, def3 = different.partition()
+    jitted(def3, state3, 1.0)
+    assert len(traces) == 2
+
+
+def test_moduledef_is_immutable_and_not_constructible():
+    _, moduledef = model().partition()
+    with pytest.raises(AttributeError):
+        moduledef._types = ()  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del moduledef._hash
+    with pytest.raises(TypeError):
+        ModuleDef()
+
+
+def test_repr_is_short_and_shows_structure():
+    _, moduledef = model().partition()
+    text = repr(moduledef)
+    assert text.startswith("ModuleDef[Node](3 nodes, 3 variables")
+    assert "#0 Node(a=#1, b=#2, n='x', v=$1<params>)" in text
+    wide = node(**{f"c{i:03d}": node(w=p()) for i in range(200)})
+    assert len(repr(wide.partition()[1]).splitlines()) < 20
+
+
+# -- static values --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [([1, 2], "tuple instead of a list"), (jnp.zeros(2), "Variable"), ({"k": 1}, "hashable")],
+    ids=["list", "array", "dict"],
+)
+def test_unhashable_static_is_rejected_at_partition_time(value, hint):
+    root = node(w=p(), child=node(config=value))
+    with pytest.raises(UnhashableStaticError, match=hint) as info:
+        root.partition()
+    assert info.value.path == ("child", "config")
+    assert "'child/config' (('child', 'config'))" in str(info.value)
+
+
+def test_unhashable_static_path_is_canonical_in_shared_deep_graphs():
+    leaf = node(bad=[1])
+    root = node(z=leaf, a=node(b=node(c=leaf)))
+    with pytest.raises(UnhashableStaticError) as info:
+        root.partition()
+    assert info.value.path == ("a", "b", "c", "bad")
+
+
+def test_graph_objects_hidden_in_static_containers_are_rejected():
+    with pytest.raises(NNXError, match="assign each one to its own attribute") as info:
+        node(layers=(node(w=p()),)).partition()
+    assert info.value.path == ("layers",)
+    with pytest.raises(NNXError, match="Variable"):
+        node(vs=frozenset({p()})).partition()
+
+
+# -- deep graphs ----------------------------------------------------------------------------------------
+
+
+def chain(depth, var_every=None):
+    root = current = Node()
+    for i in range(depth):
+        nxt = Node()
+        current.child = nxt
+        current.i = i
+        if var_every and i % var_every == 0:
+            current.v = p(float(i))
+        current = nxt
+    current.leaf = p(-1.0)
+    return root
+
+
+@pytest.mark.parametrize("depth", [10_000, 100_000])
+def test_deep_chain_partitions_merges_updates_and_compares(depth):
+    root = chain(depth)
+    state, moduledef = root.partition()
+    [(path, _var)] = list(state.items())
+    assert len(path) == depth + 1 and path[-1] == "leaf"
+    merged = moduledef.merge(state)
+    state2, def2 = merged.partition()
+    assert def2 == moduledef and hash(def2) == hash(moduledef) and def2 is not moduledef
+    assert list(state2) == [path]
+    root.update_state(jax.tree_util.tree_map(lambda x: x + 1, state2))
+    current = root
+    for _ in range(depth):
+        current = current.child
+    assert float(current.leaf.value) == 0.0
+    assert len(repr(moduledef).splitlines()) < 20
+
+
+def test_deep_chain_defs_differ_by_depth_and_deep_statics():
+    _, moduledef = chain(10_000).partition()
+    assert chain(9_999).partition()[1] != moduledef
+    changed = chain(10_000)
+    current = changed
+    for _ in range(9_990):
+        current = current.child
+    current.i = float(current.i)  # one static, deep down, changes type only
+    assert changed.partition()[1] != moduledef
+
+
+def test_deep_chain_with_variables_along_the_way():
+    root = chain(2_000, var_every=7)
+    state, moduledef = root.partition()
+    assert len(state) == 2_000 // 7 + 2
+    assert list(state) == sorted(state)
+    assert all(len(path) == int(var.value) + 1 for path, var in state.items() if path[-1] == "v")
+    assert moduledef.merge(state).partition()[1] == moduledef
+
+
+def test_deep_cycle_back_to_root():
+    root = chain(5_000)
+    current = root
+    while hasattr(current, "child"):
+        current = current.child
+    current.root = root
+    state, moduledef = root.partition()
+    merged = moduledef.merge(state)
+    current = merged
+    while hasattr(current, "child"):
+        current = current.child
+    assert current.root is merged
+
+
+# -- random graphs (light; the conformance suite does the heavy property testing) ------------------------
+
+
+@st.composite
+def graphs(draw):
+    """A random graph: nodes with edges to any node (sharing, cycles), Variables (some shared), statics."""
+    n_nodes = draw(st.integers(1, 6))
+    n_vars = draw(st.integers(0, 5))
+    names = st.sampled_from(["a", "b", "c", "a/b", "x-y", "_z", "B"])
+    nodes = [draw(st.sampled_from([Node, Other]))() for _ in range(n_nodes)]
+    variables = [p(float(i), collection=draw(st.sampled_from(["params", "stats"]))) for i in range(n_vars)]
+    for i in range(1, n_nodes):  # keep everything reachable: a tree edge from an earlier node
+        setattr(nodes[draw(st.integers(0, i - 1))], f"t{i}", nodes[i])
+    for i, var in enumerate(variables):
+        setattr(nodes[draw(st.integers(0, n_nodes - 1))], f"v{i}", var)
+    for _ in range(draw(st.integers(0, 6))):
+        target = draw(st.sampled_from(["node", "var", "static"]))
+        owner = nodes[draw(st.integers(0, n_nodes - 1))]
+        name = draw(names)
+        if target == "node":
+            setattr(owner, name, nodes[draw(st.integers(0, n_nodes - 1))])
+        elif target == "var" and variables:
+            setattr(owner, name, variables[draw(st.integers(0, n_vars - 1))])
+        else:
+            setattr(owner, name, draw(st.one_of(st.integers(), st.text(max_size=3), st.none())))
+    return nodes[0]
+
+
+def shape_of(root):
+    """Identity-free fingerprint of a graph: (path, kind, target's canonical id) per reachable edge."""
+    ids = {}
+    out = []
+    stack = [((), root)]
+    while stack:
+        path, obj = stack.pop()
+        for name in sorted(vars(obj), reverse=True):
+            value = vars(obj)[name]
+            if isinstance(value, (Module, Variable)):
+                first = id(value) not in ids
+                ids.setdefault(id(value), len(ids))
+                out.append(((*path, name), type(value).__name__, ids[id(value)]))
+                if first and isinstance(value, Module):
+                    stack.append(((*path, name), value))
+            else:
+                out.append(((*path, name), "static", (type(value), value)))
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(graphs())
+def test_random_graphs_round_trip_isomorphically(root):
+    state, moduledef = root.partition()
+    merged = moduledef.merge(state)
+    assert shape_of(merged) == shape_of(root)
+    state2, def2 = merged.partition()
+    assert def2 == moduledef and hash(def2) == hash(moduledef)
+    assert list(state2) == list(state) == sorted(state)
+    assert [v.value for v in state2.values()] == [v.value for v in state.values()]
+    root.update_state(state2)
