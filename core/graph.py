@@ -28,10 +28,10 @@ needed:
 At merge time the table is ``template with modules filled in`` followed by the new Variables in reverse,
 so ``table[r]`` resolves both kinds with Python's own negative indexing.
 
-**Paths are materialised lazily.** A node's path tuple is built only when the node holds a Variable (the
-state needs it) by walking parent links up to the nearest node whose path is known. Building every node's
-path eagerly would cost O(depth) per node and O(depth^2) on a chain; this way the work is bounded by the
-size of the state's own keys.
+**Paths are materialised lazily.** A module's path tuple is built only when the module holds a Variable
+(the state needs it), as one C-level copy of the DFS stack's list of edge names. Building every module's
+path eagerly would cost O(depth) per module even for those holding nothing, O(depth^2) on a chain; this way
+the work is bounded by the size of the state's own keys.
 """
 
 from __future__ import annotations
@@ -123,10 +123,7 @@ def _walk(root: Module, snapshot: bool) -> tuple[list[tuple[Any, ...]], list[Any
     the common exact-``Variable`` case, ``setdefault`` to test-and-claim an id in one dict operation, and
     per-node records built as plain tuples.
 
-    A module's path is built only when it holds a Variable, as ``tuple(names)`` of the list of edge names
-    on the DFS stack (one C-level copy); building every module's path eagerly would cost O(depth) per
-    module even for the ones that hold nothing, O(depth^2) on a chain. This way the work is bounded by the
-    size of the state's own keys.
+    A module's path is built only when it holds a Variable, as ``tuple(edges)`` (see the module docstring).
 
     Returns ``(records, template, variables)``: one ``(type, slot, sorted names, refs)`` record per module
     in pre-order, the template (static values, ``None`` at module slots), and ``{canonical path: Variable}``
@@ -425,6 +422,11 @@ class ModuleDef(Generic[M]):
         setattr_(self, "_key", key)
         setattr_(self, "_hash", key_hash)
         return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Immutable slots defeat the default copy/pickle protocol; rebuild through the one constructor.
+        fields = (self._types, self._names, self._refs, self._node_slots, self._template)
+        return (ModuleDef._create, (*fields, self._collections, self._var_paths))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("ModuleDef is immutable")

@@ -3,6 +3,9 @@ sharing and cycles by identity, validation without side effects, and deep graphs
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -387,6 +390,16 @@ def test_jit_traces_once_for_equal_defs():
     state3, def3 = different.partition()
     jitted(def3, state3, 1.0)
     assert len(traces) == 2
+
+
+def test_states_and_defs_survive_copy_and_pickle():
+    state, moduledef = model().partition()
+    for clone in (copy.deepcopy, lambda obj: pickle.loads(pickle.dumps(obj))):
+        new_state, new_def = clone(state), clone(moduledef)
+        assert new_def == moduledef and hash(new_def) == hash(moduledef)
+        assert list(new_state) == list(state)
+        merged = new_def.merge(new_state)
+        assert merged.v is merged.b.v and float(merged.a.w.value) == 1.0
 
 
 def test_moduledef_is_immutable_and_not_constructible():
