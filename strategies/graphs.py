@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from nnx_conformance.spec.adapter import Capabilities
-from nnx_conformance.strategies._draws import index
+from nnx_conformance.strategies._draws import index, node
 from nnx_conformance.strategies.blueprint import Blueprint, NodeRef, NodeSpec, Ref, Static, VarRef, VarSpec
 from nnx_conformance.strategies.names import DEFAULT_CAPABILITIES, allowed, name_pool
 from nnx_conformance.strategies.variables import COLLECTIONS, draw_variable, signatures, statics
@@ -219,7 +219,7 @@ def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
     # 2. Variables and statics, each owned by one node.
     specs: list[VarSpec] = []
     while len(specs) < cfg.max_vars and draw(_MORE_VARIABLES):
-        owner = index(draw, n)
+        owner = node(draw, n)
         slots[owner].insert(tree_slots[owner], VarRef(len(specs)))  # home slots stay up front
         tree_slots[owner] += 1
         # Values are not drawn: Variable j holds 10j, 10j + 1, ... -- distinct by construction, and
@@ -227,28 +227,32 @@ def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
         specs.append(draw_variable(draw, cfg.signature, cfg.sharding, base=10 * len(specs)))
     n_statics = 0
     while n_statics < cfg.max_statics and draw(_MORE_STATICS):
-        slots[index(draw, n)].append(Static(draw(_STATICS)))
+        slots[node(draw, n)].append(Static(draw(_STATICS)))
         n_statics += 1
 
     # 3. Extra edges, one list of mixed kinds: each element's kind doubles as the "one more?" choice
-    # ("stop" first, so the list shrinks to empty), and the shrinker can delete any edge of any kind.
-    allowed = (cfg.cycles, cfg.shared_modules and n > 1, cfg.shared_variables and bool(specs))
-    for _ in range(cfg.max_extras if any(allowed) else 0):
-        kind = draw(_extra_kinds(*allowed))
+    # ("stop" first, so the list shrinks to empty), and the shrinker can delete any edge of any kind. The
+    # kinds on offer depend on the capabilities only, never on this graph: were "shared module" dropped
+    # from the list when the graph shrinks to one node, every later kind index would change meaning and
+    # the shrinker would lose the example. A kind that does not apply (a shared module with one node, a
+    # shared Variable with none) adds nothing.
+    kinds = _extra_kinds(cfg.cycles, cfg.shared_modules, cfg.shared_variables)
+    for _ in range(cfg.max_extras if kinds is not None else 0):
+        kind = draw(kinds)
         if kind == "stop":
             break
         if kind == "cycle":  # a back edge to an ancestor of ``src`` or to ``src`` itself
-            src = index(draw, n)
+            src = node(draw, n)
             ancestors = [src]  # itself first: the simplest back edge is a self-loop
             while parent[ancestors[-1]] >= 0:
                 ancestors.append(parent[ancestors[-1]])
             slots[src].append(NodeRef(ancestors[index(draw, len(ancestors))]))
-        elif kind == "shared module":  # a forward edge: without back edges the graph stays acyclic
+        elif kind == "shared module" and n > 1:  # a forward edge: without back edges, no cycle
             dst = 1 + index(draw, n - 1)
             slots[index(draw, dst)].append(NodeRef(dst))
-        else:  # "shared variable"
+        elif kind == "shared variable" and specs:
             var = VarRef(index(draw, len(specs)))
-            slots[index(draw, n)].append(var)
+            slots[node(draw, n)].append(var)
 
     # 4. Names, unique per node by construction; then maybe one separator twin.
     names = [_draw_names(draw, cfg, len(refs)) for refs in slots]
@@ -260,18 +264,18 @@ def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
 
 
 @functools.cache
-def _extra_kinds(cycles: bool, shared_modules: bool, shared_variables: bool) -> st.SearchStrategy[str]:
-    allowed = [
-        kind
-        for kind, on in (
+def _extra_kinds(cycles: bool, shared_modules: bool, shared_variables: bool) -> st.SearchStrategy[str] | None:
+    on = [
+        k
+        for k, f in (
             ("cycle", cycles),
-            ("shared module", shared_modules),
             ("shared variable", shared_variables),
+            ("shared module", shared_modules),
         )
-        if on
+        if f
     ]
     # Each kind listed twice: an edge of a given kind comes before "stop" with probability 2/3.
-    return st.sampled_from(("stop", *allowed, *allowed))
+    return st.sampled_from(("stop", *on, *on)) if on else None
 
 
 def _draw_names(draw: st.DrawFn, cfg: _Config, k: int) -> list[str]:

@@ -244,22 +244,25 @@ def test_oracle_agrees_with_the_core_partition():
     ``NNX_ORACLE_EXAMPLES`` sets the number of graphs (300 by default; run with 10000 before a release).
     """
     impl = adapter("core")
+    ran = []
 
     @settings(max_examples=ORACLE_EXAMPLES, deadline=None, database=None)
     @given(graphs(impl.capabilities))
     def check(bp: Blueprint) -> None:
+        ran.append(bp)
         state, _ = impl.partition(build(bp, impl).root)
         got = state_as_specs(impl, state)
         assert got == [(path, bp.variables[j]) for path, j in oracle(bp).expected_items]
 
     check()
+    assert len(ran) >= ORACLE_EXAMPLES  # the graph space is never exhausted early
 
 
 def test_oracle_catches_a_seed_defect_and_it_shrinks_small():
-    """The seed lists a shared Variable once per path, and splits ``"a/b"`` keys into two names.
+    """The seed splits ``"a/b"`` keys into two names, and lists a shared Variable once per path.
 
-    The search lands on one of the two: usually ``root.a = v; root.b = v``, sometimes a separator name
-    (``root["a/a"] = v`` next to ``root.a.a``), which is a local minimum for the shrinker.
+    The search usually lands on ``root["a/b"] = v`` (read back as the path ``("a", "b")``), sometimes on
+    ``root.a = v; root.b = v``; rarely it stops at a slightly larger local minimum.
     """
     impl = adapter("seed")
 
@@ -268,5 +271,5 @@ def test_oracle_catches_a_seed_defect_and_it_shrinks_small():
         return [p for p, _ in impl.state_items(state)] != [p for p, _ in oracle(bp).expected_items]
 
     bp = find(graphs(impl.capabilities), seed_disagrees, settings=settings(database=None, max_examples=500))
-    assert len(bp.nodes) <= 3 and len(bp.variables) == 1, bp
-    assert oracle(bp).shared_variables == {0} or "separator_in_names" in oracle(bp).needs, bp
+    assert len(bp.nodes) <= 3 and len(bp.variables) <= 2, bp
+    assert oracle(bp).shared_variables or "separator_in_names" in oracle(bp).needs, bp
