@@ -4,6 +4,7 @@ sharing and cycles by identity, validation without side effects, and deep graphs
 from __future__ import annotations
 
 import copy
+import gc
 import pickle
 
 import jax
@@ -451,6 +452,26 @@ def test_graph_objects_hidden_in_static_containers_are_rejected():
     assert info.value.path == ("layers",)
     with pytest.raises(NNXError, match="Variable"):
         node(vs=frozenset({p()})).partition()
+
+
+# -- the collector pause ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_gc_state_is_restored_after_success_and_failure(enabled):
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        state, moduledef = model().partition()
+        moduledef.merge(state).update_state(state)
+        assert gc.isenabled() is enabled
+        with pytest.raises(UnhashableStaticError):
+            node(bad=[1]).partition()
+        with pytest.raises(StateMismatchError):
+            model().update_state(State({("nope",): p()}))
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
 
 
 # -- deep graphs ----------------------------------------------------------------------------------------
