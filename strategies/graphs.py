@@ -24,8 +24,9 @@ cycle therefore shrinks to the one-node graph ``root.a = root``, one that needs 
 
 Cost is designed in too: each recorded choice costs Hypothesis tens of microseconds, so values are not
 drawn (Variable ``j`` holds ``10j, 10j + 1, ...``), a weighted ``sampled_from`` replaces a coin plus an
-index where it can, and a draw with a single possible outcome is skipped. A default graph takes about 36
-choices.
+index where it can, and a draw with a single possible outcome is skipped (except a node choice, which
+stays recorded so that deleting a node does not shift every later choice). A default graph takes about
+37 choices: roughly 1 ms of Hypothesis bookkeeping per example, against ~0.05 ms for the code below.
 """
 
 from __future__ import annotations
