@@ -185,7 +185,7 @@ class State(Mapping[Path, Variable[Any]]):
                         "and sharding holding the very same value)",
                         path,
                     )
-        if grew and others:
+        if grew:
             data = dict(sorted(data.items(), key=_first))
         return State._from_sorted(data)
 
