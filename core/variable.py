@@ -14,6 +14,7 @@ sentinels, ``None``, tracers, shapes), and a Variable must hold whatever it is g
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Generic, TypeVar
 
 import jax
@@ -74,14 +75,11 @@ class Variable(Generic[A]):
 def _clone(var: Variable[Any]) -> Variable[Any]:
     """A new Variable of the same class holding the same value object (used by partition and merge).
 
-    Bypasses ``__init__`` (the fields were validated when ``var`` was made); this is the hot path of both
-    partition and merge, so it is three slot stores and nothing else. Subclasses with extra state are
-    copied field by field through ``__reduce_ex__`` instead.
+    Bypasses ``__init__`` (the fields were validated when ``var`` was made); this is the hot path of merge,
+    so it is three slot stores and nothing else. Subclasses, which may carry extra state, go through
+    ``copy.copy``.
     """
-    cls = type(var)
-    if cls is not Variable:
-        import copy
-
+    if type(var) is not Variable:
         return copy.copy(var)
     new = _new(Variable)
     new.collection = var.collection
