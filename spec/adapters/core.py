@@ -13,9 +13,17 @@ from typing import Any
 
 import jax
 
-from nnx_conformance.core import Module, ModuleDef, State, Variable
-from nnx_conformance.core.layers import BatchNorm, Block, Dropout, Linear
-from nnx_conformance.core.rng import Context
+from nnx_conformance.core import (
+    BatchNorm,
+    Block,
+    Context,
+    Dropout,
+    Linear,
+    Module,
+    ModuleDef,
+    State,
+    Variable,
+)
 from nnx_conformance.spec.adapter import Capabilities, Filter, Path, Sharding
 
 __all__ = ["CoreAdapter", "CoreLayers"]
