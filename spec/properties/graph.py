@@ -224,7 +224,25 @@ def expect_graph(impl: Any, root: Any, expected: Blueprint, what: str) -> None:
     """Assert that the live graph under ``root`` is isomorphic to ``expected`` (values bit for bit)."""
     got, want = read(root, impl), canonical(expected)
     if got != want:
-        raise AssertionError(f"{what}: the graph is not the expected one\n{graph_diff(got, want)}")
+        hints = "".join(f"\n  {h}" for h in _identity_problems(impl, root, oracle(expected)))
+        raise AssertionError(f"{what}: the graph is not the expected one\n{graph_diff(got, want)}{hints}")
+
+
+def _identity_problems(impl: Any, root: Any, o: Oracle, limit: int = 3) -> list[str]:
+    """Pairs of paths that should reach one object but reach two (sharing or a cycle lost)."""
+    problems = []
+    for ref, paths in o.aliases.items():
+        try:
+            objs = [at_path(impl, root, p) for p in paths]
+        except AssertionError:
+            continue  # a missing path: the diff above already shows it
+        for path, obj in zip(paths[1:], objs[1:]):
+            if obj is not objs[0] and len(problems) < limit:
+                kind = "module" if isinstance(ref, NodeRef) else "Variable"
+                problems.append(
+                    f"{fmt_path(paths[0])} and {fmt_path(path)} should reach one {kind} but reach two objects"
+                )
+    return problems
 
 
 def revalued(bp: Blueprint, indices: Iterable[int], offset: int = 1) -> Blueprint:
@@ -827,17 +845,36 @@ _TINY_NAMES = ("a", "b")
 @budget(0.6)
 @given(data=st.data())
 def test_definitions_are_equal_exactly_when_structures_are(impl, data):
-    """Two independently drawn tiny graphs: equal definitions (and hashes) iff isomorphic ignoring values.
+    """Two tiny graphs have equal definitions (and hashes) iff they are isomorphic ignoring values.
 
-    Tiny graphs over two names make both outcomes frequent, including near misses such as a static ``0``
-    against ``False``.
+    The second graph is drawn independently (tiny graphs over two names collide often), or is the first
+    with one static changed to a near miss (``0`` against ``False``), or with other Variable values, so
+    both outcomes are frequent.
     """
     names = [n for n in _TINY_NAMES if allowed(n, impl.capabilities)] or list(
         name_pool(impl.capabilities)[:2]
     )
     tiny = graphs(impl.capabilities, max_nodes=2, max_vars=1, max_statics=1, names=names)
     bp1 = data.draw(tiny, label="first graph")
-    bp2 = data.draw(tiny, label="second graph")
+    how = data.draw(
+        st.sampled_from(["independent", "near miss", "near miss", "other values"]), label="second is"
+    )
+    if how == "near miss":  # one more static on both, a tricky value and a near miss of it
+        i = data.draw(st.integers(0, len(bp1.nodes) - 1), label="module holding the static")
+        name = fresh_name(impl.capabilities, (n for n, _ in bp1.nodes[i].attrs), "s")
+        value = data.draw(st.sampled_from(_TRICKY_STATICS), label="static")
+        near = data.draw(st.sampled_from(_near_misses(value)), label="near miss")
+
+        def with_static(v: Any) -> Blueprint:
+            nodes = list(bp1.nodes)
+            nodes[i] = NodeSpec(nodes[i].type_name, (*nodes[i].attrs, (name, Static(v))))
+            return Blueprint(tuple(nodes), bp1.variables)
+
+        bp1, bp2 = with_static(value), with_static(near)
+    elif how == "other values":
+        bp2 = revalued(bp1, range(len(bp1.variables)))
+    else:
+        bp2 = data.draw(tiny, label="second graph")
     show(impl, bp1, "first graph")
     show(impl, bp2, "second graph")
     same = _structure(bp1) == _structure(bp2)
