@@ -170,7 +170,7 @@ def _check_mismatch(impl: Any, data: st.DataObject, kind: str, *, merge: bool, u
 
 
 @clause("errors.merge-mismatch")
-@budget(0.5)
+@budget(0.4)
 @given(data=st.data())
 def test_merge_refuses_a_missing_path(impl, data):
     """``merge`` with one canonical path left out raises, naming it (``update`` may take part of a state)."""
@@ -178,7 +178,7 @@ def test_merge_refuses_a_missing_path(impl, data):
 
 
 @clause("errors.merge-mismatch")
-@budget(0.5)
+@budget(0.4)
 @given(data=st.data())
 def test_merge_and_update_refuse_an_extra_path(impl, data):
     """A path that names no Variable of the graph is refused by merge and by update, unchanged afterwards."""

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from nnx_conformance.spec.adapter import Capabilities, Path
 from nnx_conformance.spec.clauses import clause
 from nnx_conformance.spec.isolation import run_isolated
-from nnx_conformance.spec.properties._helpers import JAX_SETTINGS, budget, fmt_path, same_array, show
+from nnx_conformance.spec.properties._helpers import budget, fmt_path, same_array, show
 from nnx_conformance.strategies import (
     COLLECTIONS,
     TYPE_NAMES,
@@ -331,7 +331,7 @@ def _alias_map(o: Oracle) -> dict[Path, NodeRef | VarRef]:
 
 
 @clause("graph.roundtrip")
-@JAX_SETTINGS
+@budget(0.7)
 @given(data=st.data())
 def test_merge_restores_an_isomorphic_graph(impl, data):
     """``merge(partition(m))`` holds the same types, names, statics, values, metadata, sharing and cycles."""
@@ -538,7 +538,7 @@ def _leaves(state: Any) -> tuple[list[str], list[Any]]:
 
 
 @clause("graph.order-independence")
-@JAX_SETTINGS
+@budget(0.6)
 @given(data=st.data())
 def test_assignment_order_changes_neither_state_order_nor_definition(impl, data):
     """Two builds of one graph, attributes assigned in different orders and objects created in a different
@@ -707,7 +707,7 @@ def _near_misses(value: Any) -> list[Any]:
 
 
 @clause("graph.def-equality")
-@JAX_SETTINGS
+@budget(0.6)
 @given(data=st.data())
 def test_changing_one_static_changes_the_definition(impl, data):
     """One static attribute set to a near miss (another value of its type, or its value as another type:
@@ -822,7 +822,7 @@ def _mutate(
 
 
 @clause("graph.def-equality")
-@JAX_SETTINGS
+@budget(0.6)
 @given(data=st.data())
 def test_structural_change_gives_an_unequal_definition(impl, data):
     """Adding, dropping or renaming an attribute, changing a module type or a Variable's collection, or
@@ -890,7 +890,7 @@ def test_definitions_are_equal_exactly_when_structures_are(impl, data):
 
 
 @clause("graph.def-equality")
-@budget(0.5)
+@budget(0.3)
 @given(data=st.data())
 def test_equal_definitions_share_one_jit_trace(impl, data):
     """``jax.jit(f, static_argnums=0)`` given equal definitions from two separate builds traces ``f`` once.
@@ -959,7 +959,7 @@ def test_update_from_part_of_a_state_sets_only_that_part(impl, data):
 
 
 @clause("graph.update")
-@budget(0.5)
+@budget(0.35)
 @given(data=st.data())
 def test_update_from_a_filtered_state_sets_only_the_filtered_part(impl, data):
     """``update(m, filter(s, *filters))`` sets exactly the entries the filters keep."""
