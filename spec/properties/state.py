@@ -28,14 +28,24 @@ from nnx_conformance.spec.adapter import Filter, Path
 from nnx_conformance.spec.clauses import clause
 from nnx_conformance.spec.properties._helpers import JAX_SETTINGS, budget, fmt_path, same_array, show
 from nnx_conformance.spec.properties.graph import graph_diff
-from nnx_conformance.strategies import COLLECTIONS, build, collections, filters, graphs, read
+from nnx_conformance.strategies import (
+    COLLECTIONS,
+    PathContains,
+    PathDepth,
+    PathPrefix,
+    build,
+    collections,
+    filters,
+    graphs,
+    read,
+)
 
 __all__ = [
     "SMALL",
     "assert_same_items",
-    "filter_lists_for",
     "items_of",
     "matches_entry",
+    "own_path_filters",
     "test_collection_filters_are_disjoint_and_cover_the_state",
     "test_filter_keeps_exactly_the_matching_entries",
     "test_merging_the_union_of_filtered_parts_equals_merging_the_whole",
@@ -178,16 +188,26 @@ FILTER_LISTS = st.one_of(
 """Several collections at once, or a mix of collections and path predicates (any of them matches)."""
 
 
-def filter_lists_for(items: Sequence[Item]) -> st.SearchStrategy[list[Filter]]:
-    """:data:`FILTER_LISTS`, or as often predicates over the names the state's own paths hold.
+def own_path_filters(items: Sequence[Item]) -> st.SearchStrategy[list[Filter]]:
+    """One or two predicates on the state's own paths: a name one of them holds, one of their prefixes, or
+    a depth at the boundary of one of them (no predicates for an empty state).
 
-    Predicates over the global name pool rarely mention a name the drawn state actually has (a separator
-    name ``"x/y"``, say), so a filter that mishandles such names would almost never be exercised.
+    Predicates drawn from the global name pool rarely touch the names a drawn state actually has (a
+    separator name ``"x/y"``, say), so a filter that hands predicates a mangled path would almost never be
+    noticed; these sit exactly on the state's own entries.
     """
-    own = sorted({name for path, _ in items for name in path})
-    if not own:
-        return FILTER_LISTS
-    return st.one_of(FILTER_LISTS, st.lists(filters(names=own), min_size=1, max_size=3))
+    paths = [path for path, _ in items]
+    if not paths:
+        return st.just([])
+    names = sorted({name for path in paths for name in path})
+    prefixes = sorted({path[:k] for path in paths for k in range(1, len(path) + 1)})
+    depths = sorted({d for path in paths for d in (len(path) - 1, len(path))})
+    own = st.one_of(
+        st.builds(PathContains, st.sampled_from(names)),
+        st.builds(PathPrefix, st.sampled_from(prefixes)),
+        st.builds(PathDepth, st.sampled_from(depths)),
+    )
+    return st.lists(own, min_size=1, max_size=2)
 
 
 @clause("state.filter-partition")
@@ -195,12 +215,17 @@ def filter_lists_for(items: Sequence[Item]) -> st.SearchStrategy[list[Filter]]:
 @given(data=st.data())
 def test_filter_keeps_exactly_the_matching_entries(impl, data):
     """``filter(state, *fs)`` holds exactly the entries matching some ``f`` in ``fs``, in canonical order,
-    with their values and metadata; the expectation is computed over ``impl.state_items(state)``."""
+    with their values and metadata; the expectation is computed over ``impl.state_items(state)``. Checked
+    for filters drawn from the global pools and for predicates on the state's own paths."""
     _, state, items, _ = _partitioned(impl, data)
-    fs = data.draw(filter_lists_for(items), label="filters")
-    want = _canonical([(p, v) for p, v in items if any(matches_entry(impl, f, p, v) for f in fs)])
-    got = items_of(impl, impl.filter(state, *fs))
-    assert_same_items(impl, got, want, f"filter(state, {', '.join(map(repr, fs))})")
+    pooled = data.draw(FILTER_LISTS, label="filters")
+    own = data.draw(own_path_filters(items), label="filters on the state's own paths")
+    for fs in (pooled, own):
+        if not fs:
+            continue
+        want = _canonical([(p, v) for p, v in items if any(matches_entry(impl, f, p, v) for f in fs)])
+        got = items_of(impl, impl.filter(state, *fs))
+        assert_same_items(impl, got, want, f"filter(state, {', '.join(map(repr, fs))})")
 
 
 # ---------------------------------------------------------------------------------------------------------
