@@ -496,15 +496,14 @@ def test_keys_drawn_under_jit_equal_eager_keys(impl, seed, body):
 def context_batch(impl: Any, ctx: Any, n: int) -> Any:
     """``n`` contexts split from ``ctx``, batched along a leading axis (what ``impl.vmap`` maps over).
 
-    Expressed with protocol operations only: one key is drawn from ``ctx`` and split into ``n`` integer
-    seeds, and ``impl.vmap(impl.new_context)`` makes one context per seed -- the seed's
-    ``jax.vmap(lambda key: Context(key))`` in ScanMLP, through the adapter. This relies on
-    :meth:`~nnx_conformance.spec.adapter.Adapter.new_context` accepting a traced integer seed.
+    Expressed with protocol operations only: one key is drawn from ``ctx``, its full data seeds ``n``
+    integer seeds (on the host, whatever the key's width), and ``impl.vmap(impl.new_context)`` makes one
+    context per seed -- the seed's ``jax.vmap(lambda key: Context(key))`` in ScanMLP, through the adapter.
+    This relies on :meth:`~nnx_conformance.spec.adapter.Adapter.new_context` accepting a traced seed.
     """
-    key = impl.make_rng(ctx)
-    words = jax.random.bits(jax.random.wrap_key_data(_kd(impl, key), impl=_KEY_IMPLS[2]), (n,), jnp.uint32)
-    seeds = (words >> 1).astype(jnp.int32)
-    return impl.vmap(impl.new_context)(seeds)
+    words = np.asarray(impl.key_data(impl.make_rng(ctx)), dtype=np.uint32).ravel()
+    seeds = np.random.default_rng(words.tolist()).integers(0, 2**31 - 1, size=n)
+    return impl.vmap(impl.new_context)(jnp.asarray(seeds, jnp.int32))
 
 
 def _vmap_body(impl: Any, ctx: Any) -> Any:
