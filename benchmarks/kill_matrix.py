@@ -19,7 +19,9 @@ interpreter: deep chains, hash seeds, forced devices) do not depend on the seed 
     python benchmarks/kill_matrix.py --seeds 10 --jobs 2 --out docs/kill_matrix.md
     python benchmarks/kill_matrix.py --mutants update-ignores-deep-paths --seeds 50 --cross-seeds 0
 
-Writes Markdown to ``--out`` and the raw results as JSON beside it (``--json`` to choose the path).
+Writes Markdown to ``--out`` and the raw results, one JSON line per task as it finishes, beside it
+(``--json`` to choose the path); ``--render JSONL...`` rebuilds the Markdown from saved results, so a
+named-clause run and a cross run can be made separately and reported together.
 """
 
 from __future__ import annotations
@@ -136,6 +138,23 @@ def _tasks(catalogue: list[Any], clauses: list[str], seeds: int, cross_seeds: in
     return tasks
 
 
+def _dump(task: Task, results: list[PropResult]) -> dict[str, Any]:
+    return {"task": dataclasses.asdict(task), "results": [dataclasses.asdict(r) for r in results]}
+
+
+def _load(path: Path) -> list[tuple[Task, list[PropResult]]]:
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            item = json.loads(line)
+            results = []
+            for r in item["results"]:
+                r["size"] = tuple(r["size"]) if r["size"] is not None else None
+                results.append(PropResult(**r))
+            out.append((Task(**item["task"]), results))
+    return out
+
+
 def _median(xs: Iterable[float]) -> float | None:
     xs = list(xs)
     return statistics.median(xs) if xs else None
@@ -227,7 +246,11 @@ def render(
         "",
         f"* commit `{_git_commit()}`, {time.strftime('%Y-%m-%d')}; jax {jax.__version__}, hypothesis "
         f"{hypothesis.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPU(s); "
-        f"wall time {wall / 60:.1f} min with {args.jobs} worker(s)",
+        + (
+            f"wall time {wall / 60:.1f} min with {args.jobs} worker(s)"
+            if wall
+            else "rendered from saved runs"
+        ),
         f"* named clause (the one the mutant's docstring names): {args.seeds} seeds "
         "(`hypothesis.seed(0..K-1)`), each property at its default example budget, with shrinking;",
         f"* every other clause: {args.cross_seeds} seed(s), no shrinking (which other clauses notice the bug);",
@@ -337,9 +360,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cross-seeds", type=int, default=1, help="seeds for every other clause (default 1)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "kill_matrix.md")
-    parser.add_argument("--json", type=Path, default=None, help="raw results (default: --out with .json)")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="raw results, JSON lines (default: --out with .jsonl)"
+    )
     parser.add_argument("--mutants", default="", help="comma-separated mutant ids (default: all)")
     parser.add_argument("--clauses", default="", help="comma-separated clause ids or family prefixes")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="JSONL",
+        help="run nothing: render --out from raw results saved by earlier runs (e.g. a named-clause run and "
+        "a cross run); --seeds/--cross-seeds only label the report",
+    )
     args = parser.parse_args(argv)
 
     _setup_worker()
@@ -355,6 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.clauses:
         prefixes = tuple(w.strip() for w in args.clauses.split(","))
         clauses = [c for c in clauses if c.startswith(prefixes) or any(m.catches == c for m in catalogue)]
+    json_path = args.json or args.out.with_suffix(".jsonl")
+    if args.render:
+        wanted_ids = {m.id for m in catalogue}
+        raw = [(t, rs) for path in args.render for t, rs in _load(path) if t.mutant in wanted_ids]
+        args.out.write_text(render(catalogue, clauses, _fold(raw), args, 0.0), encoding="utf-8")
+        print(f"wrote {args.out} from {len(raw)} saved task results")
+        return 0
     tasks = _tasks(catalogue, clauses, args.seeds, args.cross_seeds)
     print(
         f"{len(catalogue)} mutants x {len(clauses)} clauses: {len(tasks)} tasks on {args.jobs} worker(s)",
@@ -363,10 +404,14 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     raw: list[tuple[Task, list[PropResult]]] = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sink = json_path.open("w", encoding="utf-8")  # one line per task as it finishes: partial runs are usable
     ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe once initialised
     with ctx.Pool(args.jobs, initializer=_setup_worker) as pool:
         for k, (task, results) in enumerate(pool.imap_unordered(_run_task, tasks), 1):
             raw.append((task, results))
+            sink.write(json.dumps(_dump(task, results)) + "\n")
+            sink.flush()
             caught = [r.property for r in results if r.status == "caught"]
             if task.shrink or k % 50 == 0:
                 print(
@@ -375,20 +420,8 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     wall = time.perf_counter() - started
-    cells = _fold(raw)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(catalogue, clauses, cells, args, wall), encoding="utf-8")
-    json_path = args.json or args.out.with_suffix(".json")
-    json_path.write_text(
-        json.dumps(
-            [
-                {"task": dataclasses.asdict(t), "results": [dataclasses.asdict(r) for r in rs]}
-                for t, rs in raw
-            ],
-            indent=1,
-        ),
-        encoding="utf-8",
-    )
+    sink.close()
+    args.out.write_text(render(catalogue, clauses, _fold(raw), args, wall), encoding="utf-8")
     print(f"wrote {args.out} and {json_path} in {wall / 60:.1f} min")
     return 0
 
