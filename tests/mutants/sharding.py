@@ -114,3 +114,37 @@ class MergeGathersToOneDevice(CoreAdapter):
             }
         )
         return super().merge(graphdef, moved)
+
+
+class _Unregistered(Variable):
+    """A Variable class whose *subclasses* skip the core's automatic pytree registration (the core
+    registers every Variable subclass with the right layout; this one is registered by hand below)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super(Variable, cls).__init_subclass__(**kwargs)
+
+
+class _ShardlessVariable(_Unregistered):
+    """A Variable whose pytree aux data carries the collection but not the sharding annotation."""
+
+
+def _shardless_flatten(var: _ShardlessVariable) -> tuple[tuple[Any], str]:
+    return (var.value,), var.collection
+
+
+def _shardless_unflatten(collection: str, children: Sequence[Any]) -> _ShardlessVariable:
+    (value,) = children
+    return _ShardlessVariable(collection, value)
+
+
+jax.tree_util.register_pytree_node(_ShardlessVariable, _shardless_flatten, _shardless_unflatten)
+
+
+@mutant(catches="sharding.metadata")
+class VariablePytreeDropsSharding(CoreAdapter):
+    """The *Variable's* pytree keeps its collection as aux data but not its sharding annotation, so every
+    Variable rebuilt by ``tree_map``, ``jit``, ``vmap`` or ``scan`` comes back unannotated (the State's own
+    pytree is right). sharding.metadata must catch it."""
+
+    def new_variable(self, collection: str, value: Any, sharding: Sharding | None = None) -> Variable[Any]:
+        return _ShardlessVariable(collection, value, sharding=sharding)
