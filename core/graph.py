@@ -96,7 +96,13 @@ class _Kind:
 
 _VAR = _Kind("variable")
 _NODE = _Kind("module")
+_NODE_BY_ID = _Kind("module with __eq__")
 _STATIC = _Kind("static")
+
+_VARIABLE_BY_IDENTITY: type | None = (
+    Variable if Variable.__eq__ is object.__eq__ and Variable.__hash__ is object.__hash__ else None
+)
+"""``Variable`` if its instances compare and hash by identity (they do: see its docstring), else ``None``."""
 
 # type -> kind. One dict lookup per attribute instead of an isinstance chain; filled on first sight of a
 # type. (Types are few; this holds them strongly, like any class-level registry.)
@@ -107,7 +113,9 @@ def _classify(tp: type) -> _Kind:
     if issubclass(tp, Variable):
         kind = _VAR
     elif issubclass(tp, Module):
-        kind = _NODE
+        # A module type that compares by identity is its own key in the walk's ``seen`` table; one that
+        # defines __eq__/__hash__ is keyed by id() so that equal-but-distinct modules stay distinct.
+        kind = _NODE if tp.__eq__ is object.__eq__ and tp.__hash__ is object.__hash__ else _NODE_BY_ID
     else:
         kind = _STATIC
     _KINDS[tp] = kind
@@ -130,10 +138,12 @@ def _walk(root: Module, snapshot: bool) -> tuple[list[tuple[Any, ...]], list[Any
     in canonical order, holding snapshots if ``snapshot`` else the graph's own Variables.
     """
     kind_of = _KINDS.get
-    var_kind, static_kind = _VAR, _STATIC
+    var_kind, static_kind, node_kind = _VAR, _STATIC, _NODE
     var_cls = Variable
+    var_by_identity = _VARIABLE_BY_IDENTITY
     new = _new
-    seen: dict[int, int] = {id(root): 0}
+    root_kind = _KINDS.get(type(root)) or _classify(type(root))
+    seen: dict[Any, int] = {(root if root_kind is _NODE else id(root)): 0}
     claim = seen.setdefault
     d = vars(root)
     names = tuple(sorted(d))
@@ -156,7 +166,9 @@ def _walk(root: Module, snapshot: bool) -> tuple[list[tuple[Any, ...]], list[Any
             tp = type(value)
             kind = var_kind if tp is var_cls else (kind_of(tp) or _classify(tp))
             if kind is var_kind:
-                ref = claim(id(value), next_var)
+                # An object that compares by identity is its own key in ``seen``: no id() call and no
+                # int object per entry. (Variable subclasses may define __eq__: keyed by id().)
+                ref = claim(value if tp is var_by_identity else id(value), next_var)
                 if ref is next_var:  # first visit: this is the Variable's canonical path
                     next_var -= 1
                     if npath is None:
@@ -177,7 +189,7 @@ def _walk(root: Module, snapshot: bool) -> tuple[list[tuple[Any, ...]], list[Any
                 add_static(value)
             else:
                 slot = len(template)
-                ref = claim(id(value), slot)
+                ref = claim(value if kind is node_kind else id(value), slot)
                 add_ref(ref)
                 if ref is not slot:  # shared module or back edge: a reference, not a new node
                     continue
