@@ -10,7 +10,9 @@ What is timed, per module node (each node holds 2 Variables):
   ``moduledef.merge(state)``;
 * ``bound`` -- ``jax.tree_util.tree_flatten`` then ``tree_unflatten`` of a nested dict of the same shape
   (one dict per node holding its 2 arrays and its tree children). Flatten/unflatten is C++ and knows
-  nothing about sharing or cycles, so it is the practical lower bound for any pure-Python partition/merge.
+  nothing about sharing or cycles, so it is the practical lower bound for any pure-Python partition/merge;
+* ``bound_paths`` -- the same with ``tree_flatten_with_path`` (which also builds every leaf's key path,
+  as a State's keys must be built): context for the bound, not used by the goals.
 
 Graphs are random: a bushy tree (branching 2 to 6, so depth stays near log4(N) and no recursive
 implementation meets the recursion limit), plus shared references for about 10% of the nodes (4 in 5 to a
@@ -41,6 +43,7 @@ import argparse
 import dataclasses
 import gc
 import json
+import operator
 import os
 import platform
 import random
@@ -54,7 +57,7 @@ import jax
 import numpy as np
 
 DEFAULT_SIZES = (10, 100, 1_000, 10_000, 100_000)
-ALL_IMPLS = ("core", "flax", "seed", "bound")
+ALL_IMPLS = ("core", "flax", "seed", "bound", "bound_paths")
 TYPE_NAMES = ("Dense", "Norm", "Block", "Stack")
 
 
@@ -256,6 +259,19 @@ def bound_impl() -> Impl:
     )
 
 
+def bound_paths_impl() -> Impl:
+    """Context for the bound: ``tree_flatten_with_path`` also builds every leaf's key path, as a State must."""
+    flatten, unflatten = jax.tree_util.tree_flatten_with_path, jax.tree_util.tree_unflatten
+    second = operator.itemgetter(1)
+    return Impl(
+        "bound_paths",
+        nested_dict,
+        flatten,
+        lambda pt: unflatten(pt[1], map(second, pt[0])),
+        lambda pt: len(pt[0]),
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Timing
 # ---------------------------------------------------------------------------------------------------------
@@ -392,15 +408,17 @@ def table(results: dict[int, dict[str, dict[str, Any]]], names: list[str]) -> st
     lines = []
     for what in ("partition", "merge", "both"):
         lines.append(f"\n{what} (us per module node; median)")
-        lines.append("        N " + "".join(f"{n:>10s}" for n in names))
+        lines.append("        N " + "".join(f"{n:>12s}" for n in names))
         for n, res in results.items():
             lines.append(
-                f"{n:>9,} " + "".join(fmt(res[i][what] if i in res else None, "10.2f") for i in names)
+                f"{n:>9,} " + "".join(fmt(res[i][what] if i in res else None, "12.2f") for i in names)
             )
     lines.append("\nratios, partition+merge ('both')")
     cols = []
     if "core" in names and "bound" in names:
         cols.append(("core/bound", "core", "bound"))
+    if "core" in names and "bound_paths" in names:
+        cols.append(("core/b_paths", "core", "bound_paths"))
     if "seed" in names and "bound" in names:
         cols.append(("seed/bound", "seed", "bound"))
     if "flax" in names and "bound" in names:
@@ -409,11 +427,11 @@ def table(results: dict[int, dict[str, dict[str, Any]]], names: list[str]) -> st
         cols.append(("flax/core", "flax", "core"))
     if "seed" in names and "core" in names:
         cols.append(("seed/core", "seed", "core"))
-    lines.append("        N " + "".join(f"{c[0]:>12s}" for c in cols) + "   repeats")
+    lines.append("        N " + "".join(f"{c[0]:>13s}" for c in cols) + "   repeats")
     for n, res in results.items():
         row = f"{n:>9,} "
         for _, a, b in cols:
-            row += fmt(res[a]["both"] / res[b]["both"] if a in res and b in res else None, "12.2f")
+            row += fmt(res[a]["both"] / res[b]["both"] if a in res and b in res else None, "13.2f")
         row += "   " + " ".join(f"{i}:{res[i]['repeats']}x{res[i]['inner']}" for i in names if i in res)
         lines.append(row)
     return "\n".join(lines)
@@ -448,7 +466,9 @@ def goals(results: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="comma-separated node counts")
-    ap.add_argument("--only", default=",".join(ALL_IMPLS), help="implementations: core,flax,seed,bound")
+    ap.add_argument(
+        "--only", default=",".join(ALL_IMPLS), help="implementations: core,flax,seed,bound,bound_paths"
+    )
     ap.add_argument("--repeats", type=int, default=None, help="repeats per size (default: 31 at N=10 .. 5)")
     ap.add_argument("--min-repeats", type=int, default=3, help="repeats kept even past the budget")
     ap.add_argument("--budget", type=float, default=60.0, help="seconds of timed work per impl and size")
@@ -467,7 +487,13 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s]
     wanted = [s.strip() for s in args.only.split(",") if s.strip()]
-    makers = {"core": core_impl, "flax": flax_impl, "seed": seed_impl, "bound": bound_impl}
+    makers = {
+        "core": core_impl,
+        "flax": flax_impl,
+        "seed": seed_impl,
+        "bound": bound_impl,
+        "bound_paths": bound_paths_impl,
+    }
     impls: list[Impl] = []
     skipped: list[str] = []
     for name in wanted:
