@@ -414,27 +414,76 @@ def table(results: dict[int, dict[str, dict[str, Any]]], names: list[str]) -> st
                 f"{n:>9,} " + "".join(fmt(res[i][what] if i in res else None, "12.2f") for i in names)
             )
     lines.append("\nratios, partition+merge ('both')")
-    cols = []
-    if "core" in names and "bound" in names:
-        cols.append(("core/bound", "core", "bound"))
-    if "core" in names and "bound_paths" in names:
-        cols.append(("core/b_paths", "core", "bound_paths"))
-    if "seed" in names and "bound" in names:
-        cols.append(("seed/bound", "seed", "bound"))
-    if "flax" in names and "bound" in names:
-        cols.append(("flax/bound", "flax", "bound"))
-    if "flax" in names and "core" in names:
-        cols.append(("flax/core", "flax", "core"))
-    if "seed" in names and "core" in names:
-        cols.append(("seed/core", "seed", "core"))
-    lines.append("        N " + "".join(f"{c[0]:>13s}" for c in cols) + "   repeats")
+    cols = ratio_columns(names)
+    width = [max(13, len(c[0]) + 2) for c in cols]
+    lines.append("        N " + "".join(f"{c[0]:>{w}s}" for c, w in zip(cols, width)) + "   repeats")
     for n, res in results.items():
         row = f"{n:>9,} "
-        for _, a, b in cols:
-            row += fmt(res[a]["both"] / res[b]["both"] if a in res and b in res else None, "13.2f")
+        for (_, a, b), w in zip(cols, width):
+            row += fmt(res[a]["both"] / res[b]["both"] if a in res and b in res else None, f"{w}.2f")
         row += "   " + " ".join(f"{i}:{res[i]['repeats']}x{res[i]['inner']}" for i in names if i in res)
         lines.append(row)
     return "\n".join(lines)
+
+
+def ratio_columns(names: list[str]) -> list[tuple[str, str, str]]:
+    pairs = [
+        ("core", "bound"),
+        ("core", "bound_paths"),
+        ("seed", "bound"),
+        ("flax", "bound"),
+        ("flax", "core"),
+        ("seed", "core"),
+    ]
+    return [(f"{a}/{b}", a, b) for a, b in pairs if a in names and b in names]
+
+
+def markdown(results: dict[int, dict[str, dict[str, Any]]], names: list[str]) -> str:
+    """The same numbers as :func:`table`, as Markdown (for docs/benchmarks.md)."""
+
+    def cell(res: dict[str, Any], impl: str, what: str) -> str:
+        return f"{res[impl][what]:.2f}" if impl in res else "n/a"
+
+    out = []
+    for what in ("both", "partition", "merge"):
+        label = {"both": "partition + merge", "partition": "partition only", "merge": "merge only"}[what]
+        out.append(f"**{label}**, us per module node (median)\n")
+        out.append("| N | " + " | ".join(names) + " |")
+        out.append("|---:|" + "---:|" * len(names))
+        for n, res in results.items():
+            out.append(f"| {n:,} | " + " | ".join(cell(res, i, what) for i in names) + " |")
+        out.append("")
+    cols = ratio_columns(names)
+    out.append("**ratios** (partition + merge)\n")
+    out.append("| N | " + " | ".join(c[0] for c in cols) + " | repeats x inner loops |")
+    out.append("|---:|" + "---:|" * len(cols) + "---|")
+    for n, res in results.items():
+        ratios = [
+            f"{res[a]['both'] / res[b]['both']:.2f}" if a in res and b in res else "n/a" for _, a, b in cols
+        ]
+        reps = ", ".join(f"{i} {res[i]['repeats']}x{res[i]['inner']}" for i in names if i in res)
+        out.append(f"| {n:,} | " + " | ".join(ratios) + f" | {reps} |")
+    return "\n".join(out) + "\n"
+
+
+def from_json(doc: dict[str, Any]) -> tuple[dict[int, dict[str, dict[str, Any]]], list[str]]:
+    """Rebuild the results table from a ``--json`` file (for ``--render``)."""
+    names = list(doc["us_per_node"])
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    for n in doc["sizes"]:
+        key = str(n)
+        results[n] = {
+            name: {
+                "both": doc["us_per_node"][name][key],
+                "partition": doc["partition_us_per_node"][name][key],
+                "merge": doc["merge_us_per_node"][name][key],
+                "repeats": doc["repeats"][name][key],
+                "inner": doc["inner_loops"][key],
+            }
+            for name in names
+            if doc["us_per_node"][name].get(key) is not None
+        }
+    return results, names
 
 
 def goals(results: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
@@ -474,6 +523,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=60.0, help="seconds of timed work per impl and size")
     ap.add_argument("--seed", type=int, default=0, help="graph seed")
     ap.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
+    ap.add_argument("--markdown", default=None, metavar="PATH", help="also write the tables as Markdown")
+    ap.add_argument(
+        "--render",
+        default=None,
+        metavar="JSON",
+        help="print (and --markdown) the tables of a --json file; no run",
+    )
     ap.add_argument(
         "--clock",
         choices=sorted(CLOCKS),
@@ -484,6 +540,19 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     global clock
     clock = CLOCKS[args.clock]
+    if args.render:
+        with open(args.render) as f:
+            doc = json.load(f)
+        results, names = from_json(doc)
+        print("machine:", ", ".join(f"{k}={v}" for k, v in doc.get("machine", {}).items()))
+        print(table(results, names))
+        print()
+        for line in goals(results):
+            print(line)
+        if args.markdown:
+            with open(args.markdown, "w") as f:
+                f.write(markdown(results, names))
+        return 0
 
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s]
     wanted = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -541,6 +610,10 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)
         print(f"wrote {args.json}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(results, names))
+        print(f"wrote {args.markdown}")
     return 0
 
 
