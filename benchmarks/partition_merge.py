@@ -512,6 +512,28 @@ def goals(results: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
     return out
 
 
+def profile_core(n: int, seed: int) -> int:
+    """cProfile of the core's partition and merge on the benchmark graph (GC disabled, as when timing)."""
+    import cProfile
+    import pstats
+
+    impl = core_impl()
+    root = impl.build(make_graph(n, seed), make_values(n))
+    sd = impl.split(root)
+    impl.join(sd)
+    for what, stmt in (("partition", lambda: impl.split(root)), ("merge", lambda: impl.join(sd))):
+        prof = cProfile.Profile()
+        gc.disable()
+        prof.enable()
+        for _ in range(5):
+            stmt()
+        prof.disable()
+        gc.enable()
+        print(f"\n=== core {what}, N = {n:,}, 5 calls ===")
+        pstats.Stats(prof).sort_stats("tottime").print_stats(8)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="comma-separated node counts")
@@ -523,6 +545,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=60.0, help="seconds of timed work per impl and size")
     ap.add_argument("--seed", type=int, default=0, help="graph seed")
     ap.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=None,
+        metavar="N",
+        help="instead of timing: cProfile 5 partitions + 5 merges of the core at N nodes, print the top",
+    )
     ap.add_argument("--markdown", default=None, metavar="PATH", help="also write the tables as Markdown")
     ap.add_argument(
         "--render",
@@ -540,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     global clock
     clock = CLOCKS[args.clock]
+    if args.profile:
+        return profile_core(args.profile, args.seed)
     if args.render:
         with open(args.render) as f:
             doc = json.load(f)
