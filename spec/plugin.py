@@ -29,7 +29,7 @@ import pytest
 
 from nnx_conformance.spec import expectations as _expectations
 from nnx_conformance.spec import registry
-from nnx_conformance.spec.clauses import MARKER, spec_clauses
+from nnx_conformance.spec.clauses import MARKER, properties, spec_clauses
 from nnx_conformance.spec.report import Conformance, Outcome, short_message
 
 pytest.register_assert_rewrite("nnx_conformance.spec.properties")
@@ -180,7 +180,10 @@ def pytest_collection_modifyitems(
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
-    known_tests = {item.originalname for item in spec_items}
+    # Judge entries against every registered property, not just the collected ones, so running a single
+    # spec file does not warn about entries for the others.
+    known_tests = {fn.__name__ for fns in properties().values() for fn in fns}
+    known_tests.update(item.originalname for item in spec_items)
     for name, entries in _load_expectations(config).items():
         for entry in entries:
             if entry.key not in spec_clauses() and entry.key not in known_tests:
