@@ -472,22 +472,37 @@ class ModuleDef(Generic[M]):
         data = state._data
         if tuple(data) != self._var_paths:
             self._raise_path_mismatch(data)
-        values = list(data.values())
-        if not (set(map(type, values)) <= _VARIABLE_TYPES) or (
-            tuple(map(_get_collection, values)) != self._collections
-        ):
-            self._check_leaves(values)
         with _GCPaused():
-            return self._build(values)
+            return self._build(list(data.values()))
 
-    def _build(self, values: list[Variable[Any]]) -> M:
+    def _build(self, values: list[Any]) -> M:
+        """Allocate the modules, copy the Variables, fill each ``__dict__`` from the lookup table.
+
+        The state's entries are validated in the same single pass that copies them (each Variable is read
+        once, which matters once the graph no longer fits in the CPU caches); anything but an exact
+        ``Variable`` of the recorded collection takes the slow path, :meth:`_check_leaves`, which raises
+        for the first offending entry in canonical order before anything is returned.
+        """
         objs = list(map(_new, self._types))
         table = list(self._template)
         for slot, obj in zip(self._node_slots, objs):
             table[slot] = obj
-        new_vars = list(map(_clone, values))
-        new_vars.reverse()
-        table += new_vars
+        # The new Variables follow, in reverse (see the module docstring).
+        var_cls, new = Variable, _new
+        add = table.append
+        checked = False
+        for value, collection in zip(reversed(values), reversed(self._collections)):
+            if type(value) is var_cls and value.collection == collection:
+                var = new(var_cls)
+                var.collection = collection
+                var.value = value.value
+                var.sharding = value.sharding
+                add(var)
+            else:
+                if not checked:
+                    self._check_leaves(values)  # raises, or the entry is a valid Variable subclass
+                    checked = True
+                add(_clone(value))
         get = table.__getitem__
         for obj, names, refs in zip(objs, self._names, self._refs):
             obj.__dict__.update(zip(names, map(get, refs)))
