@@ -184,8 +184,11 @@ class Impl:
     count: Callable[[Any], int]  # number of state leaves in split's result (sanity check, untimed)
 
 
-def core_impl() -> Impl:
-    from nnx_conformance.core import Module, Variable
+def core_impl(module_cls: type | None = None, variable_cls: type | None = None) -> Impl:
+    if module_cls is None or variable_cls is None:
+        from nnx_conformance.core import Module, Variable
+    else:
+        Module, Variable = module_cls, variable_cls
 
     types: dict[str, type] = {}
 
@@ -202,6 +205,25 @@ def core_impl() -> Impl:
         lambda sd: sd[1].merge(sd[0]),
         lambda sd: len(sd[0]),
     )
+
+
+def core_from(name: str, directory: str) -> Impl:
+    """Another copy of the core (say, ``git worktree add /tmp/old <rev>`` then ``/tmp/old/core``), loaded
+    under a private package name so that it can be timed beside the current one in the same run."""
+    import importlib.util
+
+    pkg = "_bench_core_" + "".join(c if c.isalnum() else "_" for c in name)
+    spec = importlib.util.spec_from_file_location(
+        pkg, os.path.join(directory, "__init__.py"), submodule_search_locations=[directory]
+    )
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--extra-core {name}={directory}: no package there")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[pkg] = module
+    spec.loader.exec_module(module)
+    impl = core_impl(module.Module, module.Variable)
+    impl.name = name
+    return impl
 
 
 def seed_impl() -> Impl:
@@ -552,6 +574,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="instead of timing: cProfile 5 partitions + 5 merges of the core at N nodes, print the top",
     )
+    ap.add_argument(
+        "--extra-core",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also time another copy of core/ (e.g. an older revision), as implementation NAME; repeatable",
+    )
     ap.add_argument("--markdown", default=None, metavar="PATH", help="also write the tables as Markdown")
     ap.add_argument(
         "--render",
@@ -602,6 +631,9 @@ def main(argv: list[str] | None = None) -> int:
             skipped.append(name)
         else:
             impls.append(impl)
+    for spec in args.extra_core:
+        name, _, directory = spec.partition("=")
+        impls.insert(1, core_from(name, directory))
     info = machine()
     info["clock"] = args.clock
     info["load_before"] = os.getloadavg()
