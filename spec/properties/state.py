@@ -39,8 +39,10 @@ from nnx_conformance.strategies import (
     graphs,
     read,
 )
+from nnx_conformance.strategies.names import allowed
 
 __all__ = [
+    "ORDER_TRAP_NAMES",
     "SMALL",
     "assert_same_items",
     "items_of",
@@ -455,6 +457,42 @@ def test_state_flattens_to_values_in_canonical_order_and_unflattens_back(impl, d
     assert_same_items(impl, items_of(impl, back), want, "tree_unflatten(tree_flatten(state))")
     mapped = jax.tree_util.tree_map(lambda x: x, state)
     assert_same_items(impl, items_of(impl, mapped), want, "tree_map(identity, state)")
+    _check_leaf_order_on_trap_paths(impl, data)
+
+
+ORDER_TRAP_NAMES: tuple[str, ...] = ("a", "b", "a-b", "a.b", "a/b", "a b")
+"""Names whose paths sort differently as tuples and as ``"/"``-joined strings: ``("a", "b") < ("a-b",)``
+but ``"a-b" < "a/b"`` (``" "``, ``"-"`` and ``"."`` sort before ``"/"``)."""
+
+
+def _check_leaf_order_on_trap_paths(impl: Any, data: st.DataObject) -> None:
+    """Leaves of a state keyed by :data:`ORDER_TRAP_NAMES` paths, each Variable holding its own index, come
+    out in sorted-tuple order.
+
+    A partitioned graph holds such a pair of paths in about one state in ten, and there two entries may
+    hold equal values, so a leaf order that follows the joined strings would often go unseen; here every
+    drawn state is a trap and every value is distinct.
+    """
+    pool = [n for n in ORDER_TRAP_NAMES if allowed(n, impl.capabilities)]
+    paths = data.draw(
+        st.lists(
+            st.lists(st.sampled_from(pool), min_size=1, max_size=2).map(tuple),
+            min_size=2,
+            max_size=6,
+            unique=True,
+        ),
+        label="paths of an order-trap state",
+    )
+    # A path that is a prefix of another names a module, not a Variable: no graph has both (and nested
+    # state containers cannot hold both), so keep the drawn paths that are leaves.
+    paths = [p for p in paths if not any(len(q) > len(p) and q[: len(p)] == p for q in paths)]
+    trap = impl.make_state([(p, impl.new_variable("params", np.float32(k))) for k, p in enumerate(paths)])
+    leaves = [float(np.asarray(x)) for x in jax.tree_util.tree_leaves(trap)]
+    want = [float(k) for k, _ in sorted(enumerate(paths), key=lambda kp: kp[1])]
+    assert leaves == want, (
+        f"a state keyed by {paths} (entry k holds k) flattens to {leaves}; in canonical (sorted tuple) order "
+        f"the leaves are {want}, i.e. paths {sorted(paths)}"
+    )
 
 
 def _through_transforms(state: Any, stacked: Any) -> tuple[Any, Any, Any]:
