@@ -209,6 +209,18 @@ def _fold(raw: list[tuple[Task, list[PropResult]]]) -> dict[tuple[str, str], Cel
     return cells
 
 
+def _idle_properties(cells: dict[tuple[str, str], Cell], clauses: list[str]) -> list[str]:
+    from nnx_conformance.spec.clauses import properties
+
+    busy = {p for cell in cells.values() for p in cell.catching}
+    return [
+        f"{cid}: {fn.__name__}"
+        for cid in clauses
+        for fn in properties().get(cid, [])
+        if fn.__name__ not in busy
+    ]
+
+
 def _fmt_size(sizes: list[tuple[int, int]]) -> str:
     if not sizes:
         return "—"
@@ -321,6 +333,13 @@ def render(
         "## Weak spots",
         "",
         *([f"* {w}" for w in weak] or ["* none: every mutant caught on every seed, fast."]),
+        "",
+        "## Properties that catch no mutant",
+        "",
+        "SPEC.md promises that every property catches at least one mutant. Listed here: properties that "
+        "caught no mutant on any seed of this run, on its named clause or any other.",
+        "",
+        *([f"* `{p}`" for p in _idle_properties(cells, clauses)] or ["* none."]),
         "",
     ]
     if args.cross_seeds:
