@@ -6,6 +6,8 @@ objects) and override the one decision they get wrong.
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import unicodedata
 from collections.abc import Hashable
 from typing import Any
@@ -265,6 +267,29 @@ class PartitionHandsOutLiveVariables(KitAdapter):
         return self.make_state_from_walk(list(variables)), graphdef
 
 
+@mutant(catches="graph.isolation")
+class MergeReturnsTheSourceModule(KitAdapter):
+    """Partition remembers the module it came from, and merging its unchanged state returns that very
+    module instead of building a new one (a "nothing changed, skip the rebuild" shortcut), so the merged
+    module *is* the partitioned one. graph.isolation must catch it."""
+
+    def partition(self, module: Any) -> Any:
+        state, graphdef = super().partition(module)
+        if len(_SOURCES) > 256:  # a cache of recent partitions, as such a shortcut would keep
+            _SOURCES.clear()
+        _SOURCES[id(graphdef)] = (graphdef, state, module)
+        return state, graphdef
+
+    def merge(self, graphdef: Any, state: Any) -> Any:
+        known = _SOURCES.get(id(graphdef))
+        if known is not None and known[0] is graphdef and known[1] is state:
+            return known[2]
+        return super().merge(graphdef, state)
+
+
+_SOURCES: dict[int, tuple[Any, Any, Any]] = {}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # graph.path-names
 # ---------------------------------------------------------------------------------------------------------
@@ -331,6 +356,61 @@ class RecursivePartition(KitAdapter):
                     attrs[i].append((name, ("static", value)))
 
         visit(root, 0, ())
+        graphdef = self.def_class(
+            tuple(types),
+            tuple(tuple(a) for a in attrs),
+            tuple(v.collection for _, v in variables),
+            tuple(p for p, _ in variables),
+            tuple(parents),
+        )
+        return graphdef, variables
+
+
+@mutant(catches="graph.deep")
+class DeepChainsCrashTheInterpreter(KitAdapter):
+    """Declares ``max_depth=3000`` and handles that, but walks recursively through a C-level call (``map``)
+    with the recursion limit lifted "to support deep models": past a few thousand levels the C stack
+    overflows and the interpreter dies with a segmentation fault instead of raising a clear error.
+    graph.deep must catch it (its beyond-the-declared-depth check)."""
+
+    capabilities = dataclasses.replace(KitAdapter.capabilities, max_depth=3000)
+
+    def walk(self, root: Any) -> tuple[KitDef, list[tuple[Path, Variable[Any]]]]:
+        node_index: dict[int, int] = {id(root): 0}
+        var_index: dict[int, int] = {}
+        types: list[type] = [type(root)]
+        attrs: list[list[tuple[str, Any]]] = [[]]
+        parents: list[int] = [-1]
+        variables: list[tuple[Path, Variable[Any]]] = []
+
+        def visit(obj: Any, i: int, path: Path) -> None:
+            for name in self.attr_order(obj):
+                value = vars(obj)[name]
+                if isinstance(value, Variable):
+                    j = var_index.setdefault(id(value), len(variables))
+                    if j == len(variables):
+                        variables.append(((*path, name), value))
+                    attrs[i].append((name, ("var", j)))
+                elif isinstance(value, Module):
+                    n = node_index.get(id(value))
+                    if n is None:
+                        n = node_index[id(value)] = len(types)
+                        types.append(type(value))
+                        attrs.append([])
+                        parents.append(i)
+                        attrs[i].append((name, ("node", n)))
+                        list(map(visit, [value], [n], [(*path, name)]))  # one C frame per level
+                    else:
+                        attrs[i].append((name, ("node", n)))
+                else:
+                    attrs[i].append((name, ("static", value)))
+
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(1_000_000)
+        try:
+            visit(root, 0, ())
+        finally:
+            sys.setrecursionlimit(limit)
         graphdef = self.def_class(
             tuple(types),
             tuple(tuple(a) for a in attrs),

@@ -139,6 +139,29 @@ class BatchNormEvalUpdatesRunningStatistics(CoreAdapter):
     layers = _Layers(batch_norm=_UpdatesInEval)
 
 
+class _FrozenStats(BatchNorm):
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if not train:
+            return super().__call__(x, train)
+        axis = tuple(range(x.ndim - 1))
+        mean, var = jnp.mean(x, axis=axis), jnp.var(x, axis=axis)
+        # The running averages are computed into locals and never written back to the Variables.
+        _running = (
+            self.mu * self.mean.value + (1 - self.mu) * mean,
+            self.mu * self.var.value + (1 - self.mu) * var,
+        )
+        return (x - mean) / jnp.sqrt(var + 1e-5) * self.scale.value + self.bias.value
+
+
+@mutant(catches="layers.semantics")
+class BatchNormNeverUpdatesRunningStatistics(CoreAdapter):
+    """BatchNorm in training normalises with the batch statistics (right) but never writes the new running
+    averages back to its Variables, so evaluation always uses the initial statistics. layers.semantics
+    must catch it."""
+
+    layers = _Layers(batch_norm=_FrozenStats)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # layers.lifted
 # ---------------------------------------------------------------------------------------------------------
@@ -172,6 +195,27 @@ def _unstack_batch_stats(x: Any) -> Any:
             var = type(var)(var.collection, var.value[0], sharding=var.sharding)
         items.append((path, var))
     return State(items)
+
+
+class _NoUpdatesUnderTrace(BatchNorm):
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        if train and isinstance(x, jax.core.Tracer):
+            # Under a transform, the running statistics are left alone ("don't leak tracers into
+            # Variables"): the output is right, the update is lost.
+            axis = tuple(range(x.ndim - 1))
+            mean, var = jnp.mean(x, axis=axis), jnp.var(x, axis=axis)
+            return (x - mean) / jnp.sqrt(var + 1e-5) * self.scale.value + self.bias.value
+        return super().__call__(x, train)
+
+
+@mutant(catches="layers.lifted")
+class BatchNormSkipsUpdatesUnderTransforms(CoreAdapter):
+    """BatchNorm skips its running-statistics update when called on traced values (to avoid leaking
+    tracers into Variables), so a layer applied under ``scan`` (or ``jit``) returns an unchanged state in
+    training mode while the eager loop updates it. layers.lifted must catch it (layers.jit-apply does
+    too)."""
+
+    layers = _Layers(batch_norm=_NoUpdatesUnderTrace)
 
 
 # ---------------------------------------------------------------------------------------------------------

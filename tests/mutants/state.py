@@ -62,6 +62,19 @@ class PredicateSeesSplitPath(CoreAdapter):
         return super().filter(state, *(resplit(f) for f in filters))
 
 
+@mutant(catches="state.filter-partition")
+class AbsentCollectionFilterKeepsEverything(CoreAdapter):
+    """Filtering by a collection name that no entry of the state has returns the whole state (a
+    "nothing to filter by, keep everything" fallback), so filtering a state without ``cache`` entries by
+    ``"cache"`` overlaps every other collection's part. state.filter-partition must catch it."""
+
+    def filter(self, state: Any, *filters: Filter) -> State:
+        present = {var.collection for var in state.values()}
+        if len(filters) == 1 and isinstance(filters[0], str) and filters[0] not in present:
+            return state
+        return super().filter(state, *filters)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # state.union-laws
 # ---------------------------------------------------------------------------------------------------------
