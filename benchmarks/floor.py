@@ -142,19 +142,16 @@ def minimal_merge(types: list[type], names: list[Any], refs: list[Any], variable
     return objs[0]
 
 
-def timed(fn: Callable[[], Any], k: int, repeats: int, clock: Callable[[], float]) -> float:
-    samples = []
+def sample(fn: Callable[[], Any], k: int, clock: Callable[[], float]) -> float:
     keep: list[Any] = [None] * k
-    for _ in range(repeats):
-        gc.collect()
-        gc.disable()
-        t0 = clock()
-        for i in range(k):
-            keep[i] = fn()
-        t1 = clock()
-        gc.enable()
-        samples.append((t1 - t0) / k)
-    return statistics.median(samples)
+    gc.collect()
+    gc.disable()
+    t0 = clock()
+    for i in range(k):
+        keep[i] = fn()
+    t1 = clock()
+    gc.enable()
+    return (t1 - t0) / k
 
 
 def measure(n: int, repeats: int, clock: Callable[[], float]) -> dict[str, float]:
@@ -182,7 +179,11 @@ def measure(n: int, repeats: int, clock: Callable[[], float]) -> dict[str, float
     for fn in fns.values():  # warm-up
         fn()
     k = pm.inner_loops(n)
-    return {name: timed(fn, k, repeats, clock) / n * 1e6 for name, fn in fns.items()}
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):  # interleaved, like partition_merge.py
+        for name, fn in fns.items():
+            samples[name].append(sample(fn, k, clock))
+    return {name: statistics.median(ss) / n * 1e6 for name, ss in samples.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
