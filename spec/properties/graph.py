@@ -969,7 +969,8 @@ def test_update_from_a_filtered_state_sets_only_the_filtered_part(impl, data):
     o = oracle(bp)
     # Predicates over the names of the graph's own Variable paths: names from the whole pool mostly select
     # nothing or everything, so an update that mishandles part of a state would rarely be exercised.
-    own = tuple(sorted({name for j in o.var_order for name in o.var_paths[j]})) or name_pool(impl.capabilities)
+    own = tuple(sorted({name for j in o.var_order for name in o.var_paths[j]}))
+    own = own or name_pool(impl.capabilities)
     chosen_filters = data.draw(st.lists(filters(names=own), min_size=1, max_size=2), label="filters")
     root = built(impl, bp)
     new = revalued(bp, o.var_order)
