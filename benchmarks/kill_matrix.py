@@ -281,6 +281,7 @@ def render(
     all_examples: list[int] = []
     all_sizes: list[tuple[int, int]] = []
     weak: list[str] = []
+    single: list[str] = []
     for m in catalogue:
         cell = cells.get((m.id, m.catches), Cell())
         total_runs += cell.runs
@@ -303,8 +304,13 @@ def render(
             weak.append(f"`{m.id}`: caught on {cell.caught}/{cell.runs} seeds by `{m.catches}`")
         if med is not None and med > SLOW_MEDIAN:
             weak.append(f"`{m.id}`: median {med:g} examples to failure (> {SLOW_MEDIAN})")
-        if args.cross_seeds and not others:
-            weak.append(f"`{m.id}`: caught by `{m.catches}` only (no other clause notices it)")
+        if args.cross_seeds and not others and len(cell.catching) == 1:
+            (prop,) = cell.catching
+            single.append(
+                f"`{m.id}`: only `{prop}` ({m.catches}) catches it; median {med:g} examples"
+                if med is not None
+                else f"`{m.id}`: only `{prop}` ({m.catches}) catches it"
+            )
         if cell.crashes:
             weak.append(f"`{m.id}`: {cell.crashes} seed(s) where a property crashed instead of asserting")
     rate = 100.0 * total_caught / total_runs if total_runs else 0.0
@@ -334,6 +340,18 @@ def render(
         "",
         *([f"* {w}" for w in weak] or ["* none: every mutant caught on every seed, fast."]),
         "",
+        *(
+            [
+                "Single points of detection (no other clause, and one property of the named clause, notices "
+                "the bug): robust while caught on every seed within a few examples, but one weakened "
+                "property away from an escape.",
+                "",
+                *[f"* {w}" for w in single],
+                "",
+            ]
+            if single
+            else []
+        ),
         "## Properties that catch no mutant",
         "",
         "SPEC.md promises that every property catches at least one mutant. Listed here: properties that "
@@ -347,8 +365,8 @@ def render(
         lines += [
             "## Matrix: mutant x clause",
             "",
-            "Cells: seeds caught / seeds run (**bold** = the named clause); `·` = never caught; "
-            "`s` = every property skipped.",
+            "Cells: seeds caught / seeds run (**bold** = the named clause); `·` = never caught; `x` = never "
+            "caught, but a property crashed (an error that is not an assertion); `s` = every property skipped.",
             "",
             "| mutant | " + " | ".join(short[c] for c in clauses) + " |",
             "|---|" + "---|" * len(clauses),
@@ -362,7 +380,7 @@ def render(
                 elif cell.all_skipped:
                     row.append("s")
                 elif not cell.caught:
-                    row.append("·")
+                    row.append("x" if cell.crashes else "·")
                 else:
                     text = f"{cell.caught}/{cell.runs}"
                     row.append(f"**{text}**" if cid == m.catches else text)
