@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import mutants
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mutants._kit import KitAdapter
 from mutants.harness import Outcome, run_property
 
@@ -81,3 +83,20 @@ def test_kit_base_passes_the_clauses_its_mutants_target(clause_id: str) -> None:
     impl = KitAdapter()
     failures = [o for fn in properties()[clause_id] if (o := run_property(fn, impl, shrink=False)).failed]
     assert not failures, "the kit itself fails:\n  " + "\n  ".join(o.describe() for o in failures)
+
+
+def test_harness_replays_the_examples_the_property_sees() -> None:
+    """The harness's rebuilt test, derandomized, draws exactly what the decorated property draws itself."""
+    seen: list[list[tuple[int, int]]] = [[], []]
+    sink = [0]
+
+    @settings(derandomize=True, max_examples=25, database=None)
+    @given(x=st.integers(), data=st.data())
+    def prop(impl: object, x: int, data: st.DataObject) -> None:
+        seen[sink[0]].append((x, data.draw(st.integers(0, 9))))
+
+    prop(impl=None)
+    sink[0] = 1
+    outcome = run_property(prop, None, shrink=False)
+    assert not outcome.failed and outcome.examples == len(seen[1])
+    assert seen[1] == seen[0]

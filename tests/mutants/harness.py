@@ -15,6 +15,10 @@ with the property's own settings as parent and a few overrides:
   original test would have used (Hypothesis derives it from the test's source), so the meta-test sees the
   same examples the spec run does.
 
+Two Hypothesis internals are used, both pinned by ``tests/test_mutants.py``
+(``test_harness_replays_the_examples_the_property_sees``): ``fn.hypothesis._given_kwargs`` (the strategies
+``@given`` was called with) and ``function_digest`` (how a derandomized run seeds itself).
+
 The wrapper around the inner test counts calls, so we learn after how many examples the first failure
 came, and resets :data:`nnx_conformance.spec.properties._helpers.last_shown` so the shrunk counterexample's
 blueprint can be measured.
