@@ -171,6 +171,7 @@ class Cell:
     sizes: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     catching: dict[str, int] = dataclasses.field(default_factory=dict)
     all_skipped: bool = True
+    seconds: float = 0.0
 
 
 def _fold(raw: list[tuple[Task, list[PropResult]]]) -> dict[tuple[str, str], Cell]:
@@ -192,6 +193,7 @@ def _fold(raw: list[tuple[Task, list[PropResult]]]) -> dict[tuple[str, str], Cel
             if not results:
                 continue
             cell.runs += 1
+            cell.seconds += sum(r.seconds for r in results)
             if any(r.status != "skipped" for r in results):
                 cell.all_skipped = False
             caught = [r for r in results if r.status == "caught"]
@@ -207,6 +209,10 @@ def _fold(raw: list[tuple[Task, list[PropResult]]]) -> dict[tuple[str, str], Cel
                 cell.crashes += 1
         cells[key] = cell
     return cells
+
+
+def _busy_minutes(cells: dict[tuple[str, str], Cell]) -> float:
+    return sum(cell.seconds for cell in cells.values()) / 60
 
 
 def _idle_properties(cells: dict[tuple[str, str], Cell], clauses: list[str]) -> list[str]:
@@ -261,7 +267,7 @@ def render(
         + (
             f"wall time {wall / 60:.1f} min with {args.jobs} worker(s)"
             if wall
-            else "rendered from saved runs"
+            else f"rendered from saved runs ({_busy_minutes(cells):.0f} min of property time in all)"
         ),
         f"* named clause (the one the mutant's docstring names): {args.seeds} seeds "
         "(`hypothesis.seed(0..K-1)`), each property at its default example budget, with shrinking;",
@@ -273,7 +279,8 @@ def render(
         "mutant's declared symptom). **Examples to failure** = calls of the property body up to the first",
         "failing one (the fewest over the clause's properties on that seed), median and max over the seeds",
         "that caught it. **Shrunk size** = (modules, attribute edges) of the shrunk counterexample's graph,",
-        "median (max), for properties that draw a graph.",
+        "median (max), for properties that draw a graph (where the failing part is not the graph -- an",
+        "order-trap state, a mismatching state -- it is the size the graph drawn beside it shrank to).",
         "",
     ]
     named_rows = []
