@@ -10,23 +10,26 @@ How a graph is drawn, and why that way:
    to one of its tree ancestors or to itself (cycles), *forward edges* ``src < dst`` (shared modules;
    forward, so that without back edges the graph stays acyclic), and further references to an existing
    Variable (shared Variables).
-4. **Names**, per node, by index into the names that node has not used yet (unique by construction).
+4. **Names**, per node, one index into a table of distinct-name sequences (unique by construction).
 
 No generality is lost: numbering the nodes of any graph whose nodes are reachable from the root in
 reverse post-order of a depth-first search makes every tree, forward and cross edge go from a lower to a
 higher index and every other edge go back to an ancestor, which is exactly the form above.
 
 Shrinking is designed in. Every list (nodes, Variables, statics, extra edges) is drawn the way
-``st.lists`` draws, with one "one more?" choice per element, so the shrinker can delete any element on
-its own; every index shrinks towards 0 (the root, the first name, the simplest kind). A bug that needs a
-cycle therefore shrinks to the one-node graph ``root.a = root``, one that needs a shared Variable to
-``root.a = v; root.b = v``, one that needs a shared module to ``root.a = m1; root.b = m1``.
+``st.lists`` draws, with one "one more?" choice per element (folded into the element's first choice
+where possible), so the shrinker can delete any element on its own. A full list still draws its "one
+more?" choice and ignores it: after a deletion that choice, shrunk to "stop", ends the shorter list,
+where otherwise the next list would read its first choice as the missing "stop". Every index shrinks
+towards 0 (the root, the first name, the simplest kind). A bug that needs a cycle therefore shrinks to
+the one-node graph ``root.a = root``, one that needs a shared Variable to ``root.a = v; root.b = v``,
+one that needs a shared module to ``root.a = m1; root.b = m1``.
 
 Cost is designed in too: each recorded choice costs Hypothesis tens of microseconds, so values are not
 drawn (Variable ``j`` holds ``10j, 10j + 1, ...``), a weighted ``sampled_from`` replaces a coin plus an
-index where it can, and a draw with a single possible outcome is skipped (except a node choice, which
-stays recorded so that deleting a node does not shift every later choice). A default graph takes about
-37 choices: roughly 1 ms of Hypothesis bookkeeping per example, against ~0.05 ms for the code below.
+index where it can (a Variable's kind and "one more?", a node's type and "one more?", a node's attribute
+names), and a draw with a single possible outcome is skipped (except a node choice, which stays recorded
+so that deleting a node does not shift every later choice). A default graph takes about 27 choices.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
+import random
 from collections.abc import Iterable, Sequence
 
 from hypothesis import strategies as st
@@ -43,7 +48,7 @@ from nnx_conformance.spec.adapter import Capabilities
 from nnx_conformance.strategies._draws import index, node
 from nnx_conformance.strategies.blueprint import Blueprint, NodeRef, NodeSpec, Ref, Static, VarRef, VarSpec
 from nnx_conformance.strategies.names import DEFAULT_CAPABILITIES, allowed, name_pool
-from nnx_conformance.strategies.variables import COLLECTIONS, draw_variable, signatures, statics
+from nnx_conformance.strategies.variables import COLLECTIONS, STATIC_VALUES, Head, KindTables, kind_tables
 
 __all__ = ["TYPE_NAMES", "graphs"]
 
@@ -52,14 +57,20 @@ TYPE_NAMES: tuple[str, ...] = ("A", "B", "C")
 
 # "One more element?" coins. ``sampled_from`` shrinks to its first entry, so each list shrinks to empty;
 # the number of True entries sets the mean length (geometric).
-_MORE_NODES = st.sampled_from((False, True, True, True))
-_MORE_VARIABLES = st.sampled_from((False, True, True, True))
-_MORE_STATICS = st.booleans()
+# A node's type or "stop" ("one more node?" and its type in one choice); "stop" has a quarter of the weight.
+_NEXT_NODE = st.sampled_from((None, *TYPE_NAMES))
+# Per graph, one choice: "deep" or "bushy" (see _draw_graph), and the root's type in graphs of mixed types
+# or None in graphs of "A"s only; each half the weight, shrinking to (bushy, all "A").
+_STYLE = st.sampled_from(
+    ((False, None), (True, None)) * len(TYPE_NAMES) + tuple((d, t) for t in TYPE_NAMES for d in (False, True))
+)
 _EXTEND = st.sampled_from((False, True, True, True))
 _TWIN = st.sampled_from((False, True, True, True))
 _TWIN_SEPARATOR = st.sampled_from(("/", "/", "-"))
 _TYPES = st.sampled_from(TYPE_NAMES)
-_STATICS = statics()
+# A static attribute or "stop", in one choice: "stop" first (so the list shrinks to empty), half the weight.
+_STOP = object()
+_NEXT_STATIC = st.sampled_from((_STOP,) * len(STATIC_VALUES) + STATIC_VALUES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +87,8 @@ class _Config:
     shared_modules: bool
     shared_variables: bool
     twins: bool
-    signature: st.SearchStrategy[tuple[str, tuple[int, ...], str]]
-    sharding: bool
+    kinds: KindTables
+    next_variable: st.SearchStrategy[Head | None]
 
 
 def _flag(name: str, value: bool | None, capabilities: Capabilities) -> bool:
@@ -122,6 +133,7 @@ def _config(
         )
     if not collections:
         raise InvalidArgument("collections must not be empty")
+    kinds = kind_tables(collections, sharding=_flag("sharding", sharding, capabilities))
     return _Config(
         min_nodes=min_nodes,
         max_nodes=max_nodes if max_depth > 0 else 1,
@@ -135,8 +147,8 @@ def _config(
         shared_modules=_flag("shared_modules", shared_modules, capabilities),
         shared_variables=_flag("shared_variables", shared_variables, capabilities),
         twins=capabilities.separator_in_names,
-        signature=signatures(collections),
-        sharding=_flag("sharding", sharding, capabilities),
+        kinds=kinds,
+        next_variable=_next_variable(kinds.heads),
     )
 
 
@@ -199,36 +211,43 @@ def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
     # shrink to "bushy" and every parent to the root.
     parent, depth, open_ = [-1], [0], [0]
     slots: list[list[Ref]] = [[]]
-    deep = cfg.max_nodes > 2 and draw(st.booleans())
-    while len(parent) < cfg.max_nodes and (len(parent) < cfg.min_nodes or draw(_MORE_NODES)):
-        if deep and len(open_) > 1 and draw(_EXTEND):
+    deep, root_type = draw(_STYLE)
+    mixed = root_type is not None  # mixed types in half the graphs; the rest (and shrunk ones) all "A"
+    types = [root_type or TYPE_NAMES[0]]
+    while True:
+        if len(parent) < cfg.min_nodes:
+            type_ = draw(_TYPES) if mixed else TYPE_NAMES[0]
+        elif (type_ := draw(_NEXT_NODE)) is None or len(parent) == cfg.max_nodes:
+            break
+        if deep and cfg.max_nodes > 2 and len(open_) > 1 and draw(_EXTEND):
             p = open_[-1]
         else:
             p = open_[index(draw, len(open_))]
         child = len(parent)
         parent.append(p)
         depth.append(depth[p] + 1)
+        types.append(type_ if mixed else TYPE_NAMES[0])
         slots.append([])
         slots[p].append(NodeRef(child))
         if depth[child] < cfg.max_depth:
             open_.append(child)
     n = len(parent)
-    # Mixed types in half the graphs; the rest (and every shrunk graph) are all "A".
-    types = [draw(_TYPES) for _ in range(n)] if draw(st.booleans()) else [TYPE_NAMES[0]] * n
     tree_slots = [len(refs) for refs in slots]  # tree edges come first in each node's slots
 
     # 2. Variables and statics, each owned by one node.
+    # Each element is the head of its kind (or "stop"), its owner, and with sharding its shape and
+    # annotation: consecutive choices, which the shrinker deletes as a run.
     specs: list[VarSpec] = []
-    while len(specs) < cfg.max_vars and draw(_MORE_VARIABLES):
+    while cfg.max_vars and (head := draw(cfg.next_variable)) is not None and len(specs) < cfg.max_vars:
         owner = node(draw, n)
         slots[owner].insert(tree_slots[owner], VarRef(len(specs)))  # home slots stay up front
         tree_slots[owner] += 1
         # Values are not drawn: Variable j holds 10j, 10j + 1, ... -- distinct by construction, and
         # readable in a snippet (Hypothesis would spend a choice per Variable to find the same).
-        specs.append(draw_variable(draw, cfg.signature, cfg.sharding, base=10 * len(specs)))
+        specs.append(cfg.kinds.finish(draw, head, base=10 * len(specs)))
     n_statics = 0
-    while n_statics < cfg.max_statics and draw(_MORE_STATICS):
-        slots[node(draw, n)].append(Static(draw(_STATICS)))
+    while cfg.max_statics and (value := draw(_NEXT_STATIC)) is not _STOP and n_statics < cfg.max_statics:
+        slots[node(draw, n)].append(Static(value))
         n_statics += 1
 
     # 3. Extra edges, one list of mixed kinds: each element's kind doubles as the "one more?" choice
@@ -238,10 +257,12 @@ def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
     # the shrinker would lose the example. A kind that does not apply (a shared module with one node, a
     # shared Variable with none) adds nothing.
     kinds = _extra_kinds(cfg.cycles, cfg.shared_modules, cfg.shared_variables)
-    for _ in range(cfg.max_extras if kinds is not None else 0):
+    n_extras = 0
+    while kinds is not None and cfg.max_extras:
         kind = draw(kinds)
-        if kind == "stop":
+        if kind == "stop" or n_extras == cfg.max_extras:
             break
+        n_extras += 1
         if kind == "cycle":  # a back edge to an ancestor of ``src`` or to ``src`` itself
             src = node(draw, n)
             ancestors = [src]  # itself first: the simplest back edge is a self-loop
@@ -264,6 +285,12 @@ def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
     return Blueprint(nodes, tuple(specs))
 
 
+@functools.lru_cache(maxsize=64)
+def _next_variable(options: tuple[Head, ...]) -> st.SearchStrategy[Head | None]:
+    """A Variable's head or ``None`` ("stop") in one choice; "stop" first, with a quarter of the weight."""
+    return st.sampled_from((None,) * (len(options) // 3) + options)
+
+
 @functools.cache
 def _extra_kinds(cycles: bool, shared_modules: bool, shared_variables: bool) -> st.SearchStrategy[str] | None:
     on = [
@@ -275,21 +302,54 @@ def _extra_kinds(cycles: bool, shared_modules: bool, shared_variables: bool) -> 
         )
         if f
     ]
-    # Each kind listed twice: an edge of a given kind comes before "stop" with probability 2/3.
-    return st.sampled_from(("stop", *on, *on)) if on else None
+    # Each kind listed twice and the sharing kinds once more: an edge comes before "stop" with probability
+    # 8/9 when all are on, and sharing, which needs more than one node or a Variable to take effect, is
+    # weighted up so that each feature shows in about a third of default graphs.
+    sharing = [k for k in on if k != "cycle"]
+    return st.sampled_from(("stop", *on, *on, *sharing)) if on else None
 
 
 def _draw_names(draw: st.DrawFn, cfg: _Config, k: int) -> list[str]:
-    """``k`` distinct names: each an index into the pool names still free, then ``n0``, ``n1``, ..."""
-    chosen: list[str] = []
-    for _ in range(k):
-        free = [name for name in cfg.names if name not in chosen]
-        if free:
-            chosen.append(free[index(draw, len(free))])
-        else:
-            fresh = (f"n{i}" for i in itertools.count())
-            chosen.append(next(n for n in fresh if n not in chosen and n not in cfg.reserved))
+    """``k`` distinct names for one node: one choice into :func:`_name_table`, then ``n0``, ``n1``, ..."""
+    if k == 0:
+        return []
+    chosen = list(draw(_names_of(cfg.names, min(k, len(cfg.names)))))
+    fresh = (f"n{i}" for i in itertools.count())
+    while len(chosen) < k:
+        chosen.append(next(n for n in fresh if n not in chosen and n not in cfg.reserved))
     return chosen
+
+
+_NAME_TABLE = 210
+"""Name sequences per table: every ordered pair of the default 15-name pool, and few enough that
+Hypothesis draws an index into them evenly (see :data:`~.variables._MAX_TABLE`)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _name_table(pool: tuple[str, ...], k: int) -> tuple[tuple[str, ...], ...]:
+    """Sequences of ``k`` distinct pool names, simplest first, for one ``sampled_from``.
+
+    One choice per node instead of one per attribute: names are a third of a graph's choices otherwise.
+    Where the pool has at most :data:`_NAME_TABLE` such sequences the table holds them all (so every
+    ordered pair of names meets in a two-attribute node); otherwise a fixed sample of them, the same in
+    every process. Entries are ordered by their names' positions in the pool, so an index shrinks to
+    ``pool[:k]`` (``a``, ``b``, ``z``, ...).
+    """
+    positions = range(len(pool))
+    if math.perm(len(pool), k) <= _NAME_TABLE:
+        table = list(itertools.permutations(positions, k))
+    else:
+        rng = random.Random(len(pool) * 1_000 + k)  # an int seed: independent of PYTHONHASHSEED
+        picked = {tuple(positions[:k])}
+        while len(picked) < _NAME_TABLE:
+            picked.add(tuple(rng.sample(positions, k)))
+        table = sorted(picked)
+    return tuple(tuple(pool[i] for i in entry) for entry in table)
+
+
+@functools.lru_cache(maxsize=256)
+def _names_of(pool: tuple[str, ...], k: int) -> st.SearchStrategy[tuple[str, ...]]:
+    return st.sampled_from(_name_table(pool, k))
 
 
 def _plant_twin(

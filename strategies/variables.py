@@ -8,10 +8,11 @@ snippet, and distinct enough to tell two Variables apart.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
+import math
 from collections.abc import Hashable, Sequence
-from math import prod
 
 import numpy as np
 from hypothesis import strategies as st
@@ -64,20 +65,23 @@ def _sharding_options(ndim: int, axes: tuple[str, ...]) -> st.SearchStrategy[Sha
     is valid without filtering; ``None`` is repeated to fill the first half of the list, which makes it
     both half the draws and the shrink target (a weighted ``sampled_from``).
     """
+    options = _annotations(ndim, axes)
+    return st.sampled_from((None,) * len(options) + options)
+
+
+@functools.cache
+def _annotations(ndim: int, axes: tuple[str, ...]) -> tuple[Sharding, ...]:
+    """Every annotation of an ``ndim``-array: per axis ``None`` or a mesh axis no other axis uses."""
     options: list[Sharding] = [()]
     for _ in range(ndim):
         options = [(*o, a) for o in options for a in (None, *axes) if a is None or a not in o]
-    return st.sampled_from((None,) * len(options) + tuple(options))
-
-
-def _draw_sharding(draw: st.DrawFn, ndim: int, axes: tuple[str, ...]) -> Sharding | None:
-    return draw(_sharding_options(ndim, axes))
+    return tuple(options)
 
 
 @st.composite
 def shardings(draw: st.DrawFn, shape: tuple[int, ...], axes: Sequence[str] = MESH_AXES) -> Sharding | None:
     """``None`` or an annotation for ``shape``: one entry per axis, ``None`` or an unused mesh axis."""
-    return _draw_sharding(draw, len(shape), tuple(axes))
+    return draw(_sharding_options(len(shape), tuple(axes)))
 
 
 def signatures(
@@ -100,19 +104,77 @@ def _signatures(
 
 @functools.lru_cache(maxsize=1024)
 def _data(shape: tuple[int, ...], dtype: str, base: int) -> bytes:
-    return (np.arange(prod(shape)) + base).astype(dtype).tobytes()
+    return (np.arange(math.prod(shape)) + base).astype(dtype).tobytes()
 
 
-def draw_variable(
-    draw: st.DrawFn,
-    signature: st.SearchStrategy[tuple[str, tuple[int, ...], str]],
+Kind = tuple[str, tuple[int, ...], str, Sharding | None]
+"""What a Variable is apart from its value: ``(collection, shape, dtype, sharding annotation)``."""
+
+Head = tuple[str, "tuple[int, ...] | None", str]
+"""``(collection, shape, dtype)``, the shape left ``None`` where a second choice draws it (with sharding)."""
+
+# Hypothesis draws indices into longer lists with a strong bias towards the start (half the draws of a
+# 1,344-entry list land in its first quarter), which would silently skew the weights built below.
+_MAX_TABLE = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class KindTables:
+    """Variable kinds as one ``sampled_from`` draw, or two with sharding, simplest entries first.
+
+    Without sharding, ``heads`` holds every signature (see :func:`signatures`) and ``tails`` is unused. With
+    sharding, one table of every (signature, annotation) would be far longer than Hypothesis draws
+    uniformly from, so ``heads`` holds ``(collection, None, dtype)`` and ``tails`` the ``(shape, annotation)``
+    pairs, weighted: each shape takes the same share, half of it unannotated and half split evenly over
+    the shape's valid annotations (as :func:`shardings` draws them). Unannotated entries come first, so
+    a Variable shrinks to ``("params", (), "float32", None)`` by default.
+    """
+
+    heads: tuple[Head, ...]
+    tails: tuple[tuple[tuple[int, ...], Sharding | None], ...]
+
+    @functools.cached_property
+    def tail(self) -> st.SearchStrategy[tuple[tuple[int, ...], Sharding | None]]:
+        return st.sampled_from(self.tails)
+
+    def finish(self, draw: st.DrawFn, head: Head, base: int) -> VarSpec:
+        """The Variable starting with ``head``, its tail drawn if it has one, holding ``base, base + 1, ...``."""
+        collection, shape, dtype = head
+        annotation = None
+        if shape is None:
+            shape, annotation = draw(self.tail)
+        return VarSpec(collection, shape, dtype, _data(shape, dtype, base), annotation)
+
+
+def kind_tables(
+    collections: Sequence[str] = COLLECTIONS,
+    shapes: Sequence[tuple[int, ...]] = SHAPES,
+    dtypes: Sequence[str] = DTYPES,
+    sharding: bool = False,
+) -> KindTables:
+    """The :class:`KindTables` for Variables of these collections, shapes and dtypes."""
+    return _kind_tables(tuple(collections), tuple(map(tuple, shapes)), tuple(dtypes), sharding)
+
+
+@functools.lru_cache(maxsize=64)
+def _kind_tables(
+    collections: tuple[str, ...],
+    shapes: tuple[tuple[int, ...], ...],
+    dtypes: tuple[str, ...],
     sharding: bool,
-    base: int,
-) -> VarSpec:
-    """A Variable of a drawn signature (and sharding, if enabled) holding ``base, base + 1, ...``."""
-    collection, shape, dtype = draw(signature)
-    annotation = _draw_sharding(draw, len(shape), MESH_AXES) if sharding else None
-    return VarSpec(collection, shape, dtype, _data(shape, dtype, base), annotation)
+) -> KindTables:
+    if not (collections and shapes and dtypes):
+        raise InvalidArgument("collections, shapes and dtypes must not be empty")
+    if not sharding:
+        return KindTables(tuple(itertools.product(collections, shapes, dtypes)), ())
+    heads = tuple((c, None, d) for c, d in itertools.product(collections, dtypes))
+    options = {s: _annotations(len(s), MESH_AXES) for s in shapes}
+    half = math.lcm(*(len(o) for o in options.values()))  # exact shares...
+    if 2 * half * len(shapes) > _MAX_TABLE:  # ...unless the table gets too long: then near-even ones
+        half = max(len(o) for o in options.values())
+    plain = tuple((s, None) for s in shapes for _ in range(half))
+    annotated = tuple((s, a) for s, o in options.items() for a in o for _ in range(max(1, half // len(o))))
+    return KindTables(heads, plain + annotated)
 
 
 @st.composite
@@ -130,11 +192,16 @@ def variables(
     differ (a transposed or reversed value shows) and it shrinks to ``[0, 1, ...]``. (Inside
     :func:`~.graphs.graphs` the base is not drawn: Variable ``j`` starts at ``10 * j``.)
     """
-    signature = signatures(collections, shapes, dtypes)
-    return draw_variable(draw, signature, sharding, draw(_BASE))
+    tables = kind_tables(collections, shapes, dtypes, sharding)
+    return tables.finish(draw, draw(_head_strategy(tables.heads)), draw(_BASE))
 
 
-_STATICS = (
+@functools.lru_cache(maxsize=64)
+def _head_strategy(heads: tuple[Head, ...]) -> st.SearchStrategy[Head]:
+    return st.sampled_from(heads)
+
+
+STATIC_VALUES: tuple[Hashable, ...] = (  # simplest first: shrinking goes to None
     None,
     False,
     True,
@@ -162,4 +229,4 @@ def statics() -> st.SearchStrategy[Hashable]:
     ``1``, ``1.0`` and ``True`` are all there: Python calls them equal, a graph definition must not. One
     choice per value, shrinking to ``None``.
     """
-    return st.sampled_from(_STATICS)
+    return st.sampled_from(STATIC_VALUES)

@@ -8,12 +8,15 @@ really see, with margin.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
 import pytest
-from hypothesis import Phase, find, given, settings
+from hypothesis import Phase, find, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
@@ -31,6 +34,7 @@ from nnx_conformance.strategies import (
     names,
     oracle,
 )
+from nnx_conformance.strategies.graphs import _NAME_TABLE, _name_table
 
 N = 600
 
@@ -249,6 +253,40 @@ def test_names_are_unique_per_node_even_past_the_pool():
     assert c["fallback"] > 0
 
 
+def test_name_tables_hold_every_ordered_pair_and_start_simplest():
+    pool = name_pool()
+    pairs = _name_table(pool, 2)
+    assert len(pairs) == len(set(pairs)) == len(pool) * (len(pool) - 1)  # every ordered pair, once
+    assert pairs[0] == pool[:2]
+    triples = _name_table(pool, 3)
+    assert len(set(triples)) == len(triples) == _NAME_TABLE and triples[0] == pool[:3]
+    assert all(len(set(t)) == 3 for t in triples)
+    assert len({t[0] for t in triples}) == len(pool)  # a sample, not a prefix of the enumeration
+
+
+def test_graphs_are_the_same_in_every_process():
+    """Name tables are sampled with a fixed seed, never from ``hash()``: reproductions must replay."""
+    script = (
+        "from hypothesis import given, settings, Phase\n"
+        "from nnx_conformance.strategies import graphs\n"
+        "@settings(max_examples=40, database=None, derandomize=True, phases=[Phase.generate])\n"
+        "@given(graphs(max_nodes=4))\n"
+        "def run(bp): print(repr(bp.nodes))\n"
+        "run()\n"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(outputs) == 1 and outputs.pop().count("NodeSpec") > 40
+
+
 def test_strategy_reprs_are_the_calls():
     assert repr(graphs()) == "graphs()"
     assert repr(graphs(max_nodes=3, cycles=False)) == "graphs(max_nodes=3, cycles=False)"
@@ -275,3 +313,23 @@ def test_a_shared_variable_shrinks_to_one_node_holding_it_twice():
 def test_a_shared_module_shrinks_to_two_edges_into_one_child():
     bp = find(graphs(), lambda bp: bool(oracle(bp).shared_nodes), settings=SHRINK)
     assert bp == Blueprint((NodeSpec("A", (("a", NodeRef(1)), ("b", NodeRef(1)))), NodeSpec("A")))
+
+
+@pytest.mark.parametrize("seed_", range(10))
+def test_an_element_of_a_full_list_can_be_deleted(seed_):
+    """With two extra edges at most, the list is usually full; deleting one of its edges must still
+    leave a valid choice sequence (the full list's ignored "one more?" choice becomes its "stop"), or a
+    shared module shrinks to ``root.a = m1; root.b = root; root.z = m1`` with a stray cycle edge."""
+    shrunk: list[Blueprint] = []
+
+    @seed(seed_)
+    @settings(database=None, max_examples=1000, deadline=None)
+    @given(graphs(max_extras=2))
+    def search(bp: Blueprint) -> None:
+        if oracle(bp).shared_nodes:
+            shrunk.append(bp)
+            raise AssertionError
+
+    with pytest.raises(AssertionError):
+        search()
+    assert shrunk[-1] == Blueprint((NodeSpec("A", (("a", NodeRef(1)), ("b", NodeRef(1)))), NodeSpec("A")))

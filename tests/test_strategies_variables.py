@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 from hypothesis import Phase, given, settings
@@ -20,6 +21,7 @@ from nnx_conformance.strategies import (
     statics,
     variables,
 )
+from nnx_conformance.strategies.variables import _MAX_TABLE, kind_tables
 
 COUNT = settings(max_examples=300, database=None, derandomize=True, phases=[Phase.generate])
 
@@ -71,6 +73,50 @@ def test_signatures_are_one_choice_over_the_product():
         ("b", (), "float32"),
         ("b", (2,), "float32"),
     }
+
+
+def test_kind_tables_give_each_shape_an_even_share_half_unannotated():
+    tables = kind_tables(sharding=True)
+    assert tables.heads[0] == ("params", None, "float32") and tables.tails[0] == ((), None)
+    assert len(tables.tails) <= _MAX_TABLE  # longer tables are not drawn evenly
+    share = Counter(shape for shape, _ in tables.tails)
+    assert set(share) == set(SHAPES) and len(set(share.values())) == 1
+    for shape in SHAPES:
+        mine = Counter(a for s, a in tables.tails if s == shape)
+        assert mine[None] == share[shape] / 2  # half unannotated...
+        annotated = Counter({a: n for a, n in mine.items() if a is not None})
+        assert len(set(annotated.values())) == 1  # ...the other half even over the annotations
+    assert kind_tables().tails == () and len(kind_tables().heads) == 3 * len(SHAPES) * len(DTYPES)
+
+
+def test_kind_tables_stay_short_for_many_dimensions():
+    tables = kind_tables(shapes=[(), (2,), (2, 2), (2, 2, 2), (2, 2, 2, 2)], sharding=True)
+    assert len(tables.tails) <= _MAX_TABLE
+    for shape in [(2, 2, 2), (2, 2, 2, 2)]:  # every annotation still possible
+        got = {a for s, a in tables.tails if s == shape}
+        assert got == {None, *(a for a in _all_annotations(len(shape)))}
+
+
+def _all_annotations(ndim: int) -> set:
+    return {
+        a
+        for a in itertools.product((None, *MESH_AXES), repeat=ndim)
+        if len([x for x in a if x is not None]) == len({x for x in a if x is not None})
+    }
+
+
+def test_sharded_variables_are_half_unannotated():
+    seen: Counter = Counter()
+
+    @settings(max_examples=400, database=None, derandomize=True, phases=[Phase.generate])
+    @given(variables(sharding=True))
+    def run(var):
+        seen[var.sharding is None] += 1
+        seen[var.shape] += 1
+
+    run()
+    assert 0.35 < seen[True] / 400 < 0.65, seen
+    assert all(seen[shape] >= 400 / 8 for shape in SHAPES), seen
 
 
 def test_statics_hold_values_python_calls_equal():
