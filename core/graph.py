@@ -533,7 +533,11 @@ class ModuleDef(Generic[M]):
             problems.append("missing " + ", ".join(map(format_path, missing[:3])))
         if extra:
             problems.append("unexpected " + ", ".join(map(format_path, extra[:3])))
-        first = min(missing[:1] + extra[:1])
+        if not problems:  # the right paths in another order (only a State built around its checks)
+            first = next(p for p, q in zip(data, self._var_paths) if p != q)
+            problems.append(f"paths out of canonical order from {format_path(first)}")
+        else:
+            first = min(missing[:1] + extra[:1])
         raise StateMismatchError(
             f"state does not match the ModuleDef of {self._types[0].__name__}: " + "; ".join(problems),
             first,

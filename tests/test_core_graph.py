@@ -247,6 +247,18 @@ def test_merge_rejects_mismatching_states_naming_the_path(case):
     assert {k: (v, getattr(v, "value", None)) for k, v in items.items()} == before
 
 
+def test_merge_names_the_first_path_of_a_state_in_the_wrong_order():
+    """A State keeps canonical order itself; one built around that (the private constructor) must still
+    get a clear error, not a crash inside the error path."""
+    state, moduledef = model().partition()
+    assert len(state) > 1
+    shuffled = dict(reversed(list(state.items())))
+    first = next(iter(shuffled))
+    with pytest.raises(StateMismatchError, match="out of canonical order") as info:
+        moduledef.merge(State._from_sorted(shuffled))
+    assert info.value.path == first
+
+
 def test_merge_rejects_non_mappings():
     _, moduledef = model().partition()
     with pytest.raises(TypeError):
