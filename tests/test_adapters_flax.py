@@ -18,6 +18,8 @@ import pytest
 nnx = pytest.importorskip("flax.nnx", reason="flax is not installed (pip install -e '.[flax]')")
 flax = pytest.importorskip("flax")
 
+from protocol_graphs import attr, shared_variable_graph, tree, values, var  # noqa: E402
+
 from nnx_conformance.spec.adapter import Adapter, LayersAdapter  # noqa: E402
 from nnx_conformance.spec.adapters.flax import FlaxAdapter  # noqa: E402
 
@@ -25,40 +27,6 @@ from nnx_conformance.spec.adapters.flax import FlaxAdapter  # noqa: E402
 @pytest.fixture(scope="module")
 def impl() -> FlaxAdapter:
     return FlaxAdapter()
-
-
-def var(impl, value, collection="params", sharding=None):
-    return impl.new_variable(collection, jnp.asarray(value, jnp.float32), sharding=sharding)
-
-
-def tree(impl):
-    """root{a: A{w}, b: B{w, bs}, n: 3}."""
-    root, a, b = impl.new_module("Root"), impl.new_module("A"), impl.new_module("B")
-    impl.set_attr(root, "a", a)
-    impl.set_attr(root, "b", b)
-    impl.set_attr(root, "n", 3)
-    impl.set_attr(a, "w", var(impl, [1.0, 2.0]))
-    impl.set_attr(b, "w", var(impl, [3.0]))
-    impl.set_attr(b, "bs", var(impl, [0.5], "batch_stats", sharding=("x",)))
-    return root
-
-
-def values(impl, state):
-    return {path: np.asarray(impl.variable_value(v)).tolist() for path, v in impl.state_items(state)}
-
-
-def attr(impl, module, name):
-    return dict(impl.attrs(module))[name]
-
-
-def shared_variable_graph(impl):
-    """root{c: C{v}, v}, one Variable under both paths."""
-    root, child = impl.new_module("Root"), impl.new_module("C")
-    v = var(impl, [1.0])
-    impl.set_attr(root, "c", child)
-    impl.set_attr(root, "v", v)
-    impl.set_attr(child, "v", v)
-    return root
 
 
 def test_implements_the_protocol(impl):

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from protocol_graphs import attr, tree, values, var
 
 from nnx_conformance.spec.adapter import Adapter, LayersAdapter
 from nnx_conformance.spec.adapters.seed import SeedAdapter
@@ -20,30 +21,6 @@ from nnx_conformance.spec.adapters.seed import SeedAdapter
 @pytest.fixture(scope="module")
 def impl() -> SeedAdapter:
     return SeedAdapter()
-
-
-def var(impl, value, collection="params", sharding=None):
-    return impl.new_variable(collection, jnp.asarray(value, jnp.float32), sharding=sharding)
-
-
-def tree(impl):
-    """root{a: A{w}, b: B{w, bs}, n: 3}."""
-    root, a, b = impl.new_module("Root"), impl.new_module("A"), impl.new_module("B")
-    impl.set_attr(root, "a", a)
-    impl.set_attr(root, "b", b)
-    impl.set_attr(root, "n", 3)
-    impl.set_attr(a, "w", var(impl, [1.0, 2.0]))
-    impl.set_attr(b, "w", var(impl, [3.0]))
-    impl.set_attr(b, "bs", var(impl, [0.5], "batch_stats", sharding=("x",)))
-    return root
-
-
-def values(impl, state):
-    return {path: np.asarray(impl.variable_value(v)).tolist() for path, v in impl.state_items(state)}
-
-
-def attr(impl, module, name):
-    return dict(impl.attrs(module))[name]
 
 
 def test_implements_the_protocol(impl):

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from protocol_graphs import attr, shared_variable_graph, var
 
 SPECS = {
     "seed": "nnx_conformance.spec.adapters.seed:SeedAdapter",
@@ -43,25 +44,7 @@ def case(request):
     return name, load(name), has_defect
 
 
-def attr(impl, module, name):
-    return dict(impl.attrs(module))[name]
-
-
-def var(impl, value, collection="params"):
-    return impl.new_variable(collection, jnp.asarray(value, jnp.float32))
-
-
 # -- graph defects ---------------------------------------------------------------------------------------
-
-
-def shared_variable_graph(impl):
-    """root{c: C{v}, v}, one Variable reachable by two paths."""
-    root, child = impl.new_module("Root"), impl.new_module("C")
-    v = var(impl, [1.0])
-    impl.set_attr(root, "c", child)
-    impl.set_attr(root, "v", v)
-    impl.set_attr(child, "v", v)
-    return root
 
 
 def test_shared_variable_is_duplicated_in_state(case):
