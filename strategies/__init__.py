@@ -16,7 +16,7 @@ Quick tour::
 
 from hypothesis import strategies as st
 
-from nnx_conformance.strategies.blueprint import (
+from nnx_conformance.strategies._internal.blueprint import (
     Blueprint,
     MalformedBlueprint,
     NodeRef,
@@ -28,8 +28,8 @@ from nnx_conformance.strategies.blueprint import (
     VarRef,
     VarSpec,
 )
-from nnx_conformance.strategies.build import Built, build, canonical, read
-from nnx_conformance.strategies.filters import (
+from nnx_conformance.strategies._internal.build import Built, build, canonical, read
+from nnx_conformance.strategies._internal.filters import (
     Everything,
     Nothing,
     PathContains,
@@ -38,8 +38,8 @@ from nnx_conformance.strategies.filters import (
     filters,
     matches,
 )
-from nnx_conformance.strategies.graphs import TYPE_NAMES, graphs
-from nnx_conformance.strategies.names import (
+from nnx_conformance.strategies._internal.graphs import TYPE_NAMES, graphs
+from nnx_conformance.strategies._internal.names import (
     DEFAULT_CAPABILITIES,
     IDENTIFIER_NAMES,
     PUNCTUATED_NAMES,
@@ -47,10 +47,16 @@ from nnx_conformance.strategies.names import (
     name_pool,
     names,
 )
-from nnx_conformance.strategies.oracle import Edge, EdgeKind, Oracle, chain, oracle
-from nnx_conformance.strategies.rng_programs import RngOp, RngProgram, RngRecord, rng_programs, run_program
-from nnx_conformance.strategies.snippet import snippet
-from nnx_conformance.strategies.variables import (
+from nnx_conformance.strategies._internal.oracle import Edge, EdgeKind, Oracle, chain, oracle
+from nnx_conformance.strategies._internal.rng_programs import (
+    RngOp,
+    RngProgram,
+    RngRecord,
+    rng_programs,
+    run_program,
+)
+from nnx_conformance.strategies._internal.snippet import snippet
+from nnx_conformance.strategies._internal.variables import (
     COLLECTIONS,
     DTYPES,
     MESH_AXES,

@@ -34,7 +34,7 @@ from nnx_conformance.strategies import (
     names,
     oracle,
 )
-from nnx_conformance.strategies.graphs import _NAME_TABLE, _name_table
+from nnx_conformance.strategies._internal.graphs import _NAME_TABLE, _name_table
 
 N = 600
 

@@ -21,7 +21,7 @@ from nnx_conformance.strategies import (
     statics,
     variables,
 )
-from nnx_conformance.strategies.variables import _MAX_TABLE, kind_tables
+from nnx_conformance.strategies._internal.variables import _MAX_TABLE, kind_tables
 
 COUNT = settings(max_examples=300, database=None, derandomize=True, phases=[Phase.generate])
 

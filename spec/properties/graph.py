@@ -41,6 +41,7 @@ from nnx_conformance.strategies import (
     Static,
     VarRef,
     VarSpec,
+    allowed,
     build,
     canonical,
     chain,
@@ -51,7 +52,6 @@ from nnx_conformance.strategies import (
     read,
     statics,
 )
-from nnx_conformance.strategies.names import allowed
 
 __all__ = [
     "SMALL",

@@ -33,13 +33,13 @@ from nnx_conformance.strategies import (
     PathContains,
     PathDepth,
     PathPrefix,
+    allowed,
     build,
     collections,
     filters,
     graphs,
     read,
 )
-from nnx_conformance.strategies.names import allowed
 
 __all__ = [
     "ORDER_TRAP_NAMES",

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from nnx_conformance.spec.adapter import Adapter
-from nnx_conformance.strategies._draws import index
+from nnx_conformance.strategies._internal._draws import index
 
 __all__ = ["RngOp", "RngProgram", "RngRecord", "rng_programs", "run_program"]
 

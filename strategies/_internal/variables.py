@@ -18,7 +18,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from nnx_conformance.strategies.blueprint import Sharding, VarSpec
+from nnx_conformance.strategies._internal.blueprint import Sharding, VarSpec
 
 __all__ = [
     "COLLECTIONS",

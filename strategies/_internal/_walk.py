@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable, Iterable
 from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
-from nnx_conformance.strategies.blueprint import NodeRef, Ref, Static, VarRef
+from nnx_conformance.strategies._internal.blueprint import NodeRef, Ref, Static, VarRef
 
 N = TypeVar("N")
 

@@ -45,10 +45,24 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from nnx_conformance.spec.adapter import Capabilities
-from nnx_conformance.strategies._draws import index, node
-from nnx_conformance.strategies.blueprint import Blueprint, NodeRef, NodeSpec, Ref, Static, VarRef, VarSpec
-from nnx_conformance.strategies.names import DEFAULT_CAPABILITIES, allowed, name_pool
-from nnx_conformance.strategies.variables import COLLECTIONS, STATIC_VALUES, Head, KindTables, kind_tables
+from nnx_conformance.strategies._internal._draws import index, node
+from nnx_conformance.strategies._internal.blueprint import (
+    Blueprint,
+    NodeRef,
+    NodeSpec,
+    Ref,
+    Static,
+    VarRef,
+    VarSpec,
+)
+from nnx_conformance.strategies._internal.names import DEFAULT_CAPABILITIES, allowed, name_pool
+from nnx_conformance.strategies._internal.variables import (
+    COLLECTIONS,
+    STATIC_VALUES,
+    Head,
+    KindTables,
+    kind_tables,
+)
 
 __all__ = ["TYPE_NAMES", "graphs"]
 

@@ -16,8 +16,8 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 from nnx_conformance.spec.adapter import Filter
-from nnx_conformance.strategies._walk import Kind, Walk, walk
-from nnx_conformance.strategies.blueprint import (
+from nnx_conformance.strategies._internal._walk import Kind, Walk, walk
+from nnx_conformance.strategies._internal.blueprint import (
     Blueprint,
     NodeRef,
     NodeSpec,
@@ -27,7 +27,7 @@ from nnx_conformance.strategies.blueprint import (
     VarRef,
     VarSpec,
 )
-from nnx_conformance.strategies.filters import matches
+from nnx_conformance.strategies._internal.filters import matches
 
 __all__ = ["Edge", "EdgeKind", "Oracle", "chain", "oracle", "walk_blueprint"]
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from nnx_conformance.spec.adapter import Adapter
-from nnx_conformance.strategies._walk import Kind, Walk, walk
-from nnx_conformance.strategies.blueprint import Blueprint, NodeRef, NodeSpec, VarRef, VarSpec
-from nnx_conformance.strategies.oracle import walk_blueprint
+from nnx_conformance.strategies._internal._walk import Kind, Walk, walk
+from nnx_conformance.strategies._internal.blueprint import Blueprint, NodeRef, NodeSpec, VarRef, VarSpec
+from nnx_conformance.strategies._internal.oracle import walk_blueprint
 
 __all__ = ["Built", "build", "canonical", "read"]
 

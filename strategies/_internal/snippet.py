@@ -11,8 +11,8 @@ import sys
 
 import numpy as np
 
-from nnx_conformance.strategies.blueprint import Blueprint, NodeRef, VarRef, VarSpec
-from nnx_conformance.strategies.oracle import EdgeKind, oracle
+from nnx_conformance.strategies._internal.blueprint import Blueprint, NodeRef, VarRef, VarSpec
+from nnx_conformance.strategies._internal.oracle import EdgeKind, oracle
 
 __all__ = ["snippet"]
 

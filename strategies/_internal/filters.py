@@ -18,9 +18,9 @@ from typing import Any
 from hypothesis import strategies as st
 
 from nnx_conformance.spec.adapter import Filter, Path
-from nnx_conformance.strategies.blueprint import VarSpec
-from nnx_conformance.strategies.names import name_pool
-from nnx_conformance.strategies.variables import COLLECTIONS
+from nnx_conformance.strategies._internal.blueprint import VarSpec
+from nnx_conformance.strategies._internal.names import name_pool
+from nnx_conformance.strategies._internal.variables import COLLECTIONS
 
 __all__ = ["Everything", "Nothing", "PathContains", "PathDepth", "PathPrefix", "filters", "matches"]
 
