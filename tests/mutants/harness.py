@@ -98,12 +98,13 @@ def blueprint_size(bp: Any) -> tuple[int, int] | None:
     return len(nodes), sum(len(node.attrs) for node in nodes)
 
 
-def _original_seed(fn: Callable[..., Any]) -> int | None:
-    """The seed a derandomized profile gives ``fn`` (``None`` if the property runs randomized)."""
+def _original_seed(fn: Callable[..., Any], derandomize: bool = False) -> int | None:
+    """The seed a derandomized profile gives ``fn`` (``None`` if the property runs randomized, unless
+    ``derandomize``)."""
     own = getattr(fn, "_hypothesis_internal_use_seed", None)
     if own is not None:
         return own
-    if fn._hypothesis_internal_use_settings.derandomize:
+    if derandomize or fn._hypothesis_internal_use_settings.derandomize:
         return int_from_bytes(function_digest(fn.hypothesis.inner_test))
     return None
 
@@ -115,10 +116,12 @@ def run_property(
     seed: int | None = None,
     shrink: bool = True,
     max_examples: int | None = None,
+    derandomize: bool = False,
 ) -> Outcome:
     """Run property ``fn`` against adapter ``impl`` in a fresh ``@given`` wrapper; never raises for a failure.
 
-    ``seed=None`` keeps the property's own seeding (derandomized under ``ci``, random otherwise).
+    ``seed=None`` keeps the property's own seeding (derandomized under ``ci``, random otherwise), or with
+    ``derandomize`` always the seed the ``ci`` profile would give it.
     ``max_examples`` overrides the property's budget (``None``: keep it).
     """
     from nnx_conformance.spec.properties import _helpers
@@ -152,7 +155,7 @@ def run_property(
     if not shrink:
         overrides["report_multiple_bugs"] = False
     test = given(**handle._given_kwargs)(settings(base, **overrides)(counted))
-    use_seed = seed if seed is not None else _original_seed(fn)
+    use_seed = seed if seed is not None else _original_seed(fn, derandomize)
     if use_seed is not None:
         test = hypothesis_seed(use_seed)(test)
 
