@@ -69,8 +69,8 @@ __all__ = ["TYPE_NAMES", "graphs"]
 TYPE_NAMES: tuple[str, ...] = ("A", "B", "C")
 """Module type names (same name = same type); few, so graph definitions repeat and shrink to ``"A"``."""
 
-# "One more element?" coins. ``sampled_from`` shrinks to its first entry, so each list shrinks to empty;
-# the number of True entries sets the mean length (geometric).
+# Weighted choices: ``sampled_from`` shrinks to its first entry, so "stop" (or False) goes first and each
+# list shrinks to empty; repeating an entry sets its weight (and so a list's mean length, geometric).
 # A node's type or "stop" ("one more node?" and its type in one choice); "stop" has a quarter of the weight.
 _NEXT_NODE = st.sampled_from((None, *TYPE_NAMES))
 # Per graph, one choice: "deep" or "bushy" (see _draw_graph), and the root's type in graphs of mixed types
