@@ -749,6 +749,27 @@ def _mutations(bp: Blueprint, o: Oracle) -> list[str]:
     return kinds
 
 
+def _new_name(
+    attrs: Sequence[tuple[str, Any]], k: int, capabilities: Capabilities, data: st.DataObject
+) -> str:
+    """A new name for attribute ``k``; in half the draws one that keeps its place among its siblings.
+
+    That is the telling rename: the values then come in the same order as before, and only the name
+    tells the two definitions apart.
+    """
+    taken = {n for n, _ in attrs}
+    free = [n for n in name_pool(capabilities) if n not in taken]
+    siblings = [n for i, (n, _) in enumerate(attrs) if i != k]
+
+    def place(name: str) -> int:  # canonical order is plain ``str`` order
+        return sum(other < name for other in siblings)
+
+    in_place = [n for n in free if place(n) == place(attrs[k][0])]
+    if in_place and data.draw(st.booleans(), label="rename in place"):
+        free = in_place
+    return data.draw(st.sampled_from(free), label="new name") if free else fresh_name(capabilities, taken)
+
+
 def _mutate(
     bp: Blueprint, o: Oracle, capabilities: Capabilities, data: st.DataObject
 ) -> tuple[str, Blueprint]:
@@ -778,8 +799,7 @@ def _mutate(
         attrs = list(nodes[i].attrs)
         name, ref = attrs[k]
         if kind == "rename an attribute":
-            free = [n for n in name_pool(capabilities) if n not in dict(attrs)]
-            new_name = data.draw(st.sampled_from(free)) if free else fresh_name(capabilities, dict(attrs))
+            new_name = _new_name(attrs, k, capabilities, data)
             attrs[k] = (new_name, ref)
             what = f"renamed {fmt_path((*o.node_paths[i], name))} to {new_name!r}"
         else:
@@ -837,6 +857,36 @@ def test_structural_change_gives_an_unequal_definition(impl, data):
     _, g1 = partition(impl, built(impl, bp))
     _, g2 = partition(impl, built(impl, other), "partition of the mutated graph")
     assert g1 != g2, f"the definitions compare equal although the structure changed: {what}\n  {g1!r}"
+
+
+@clause("graph.def-equality")
+@budget(0.6)
+@given(data=st.data())
+def test_renaming_one_attribute_gives_an_unequal_definition(impl, data):
+    """Renaming one attribute gives an unequal definition, also where the new name keeps the attribute's
+    place, so that the values come in the same order and only the name differs. (The property above
+    renames too, among other changes; renames get their own property because a definition that forgets
+    names is caught by nothing else.)"""
+    assume(impl.capabilities.max_depth > 0)
+    bp = data.draw(graphs(impl.capabilities, min_nodes=2, **SMALL), label="graph")  # root has an attribute
+    show(impl, bp)
+    o = oracle(bp)
+    i, k = data.draw(
+        st.sampled_from([(i, k) for i in o.node_order for k in range(len(bp.nodes[i].attrs))]),
+        label="attribute",
+    )
+    attrs = list(bp.nodes[i].attrs)
+    old_name, ref = attrs[k]
+    attrs[k] = (_new_name(attrs, k, impl.capabilities, data), ref)
+    nodes = list(bp.nodes)
+    nodes[i] = NodeSpec(nodes[i].type_name, tuple(attrs))
+    other = Blueprint(tuple(nodes), bp.variables)
+    what = f"renamed {fmt_path((*o.node_paths[i], old_name))} to {attrs[k][0]!r}"
+    note(f"mutation: {what}")
+    show(impl, other, "renamed graph")
+    _, g1 = partition(impl, built(impl, bp))
+    _, g2 = partition(impl, built(impl, other), "partition of the renamed graph")
+    assert g1 != g2, f"the definitions compare equal although an attribute was renamed: {what}\n  {g1!r}"
 
 
 _TINY_NAMES = ("a", "b")
