@@ -4,7 +4,7 @@ Why a blueprint and not objects? ``st.recursive``/``st.deferred`` grow *trees*: 
 object that is already in the tree, so sharing and cycles -- the hardest part of an NNX implementation --
 never appear. A blueprint is a numbered list of nodes whose edges are *indices*, so any shape (shared
 submodules, shared Variables, back edges, self-loops) is one integer away, it shrinks like any other data,
-and it is independent of the implementation under test: :func:`~nnx_conformance.strategies._internal.build` turns it
+and it is independent of the implementation under test: :func:`~nnx_conformance.strategies.build` turns it
 into that implementation's objects through its adapter.
 
 Node 0 is the root. Each node lists its attributes in *assignment order* (the order ``build`` sets them), so
@@ -133,7 +133,7 @@ class Blueprint:
     """A module graph as data: ``nodes[0]`` is the root; every node and Variable is reachable from it.
 
     ``repr`` is a short script that rebuilds the graph through the reference core's adapter (see
-    :func:`~nnx_conformance.strategies._internal.snippet` for other implementations), so a falsifying example printed
+    :func:`~nnx_conformance.strategies.snippet` for other implementations), so a falsifying example printed
     by Hypothesis can be pasted and run as is.
     """
 

@@ -107,9 +107,6 @@ def _data(shape: tuple[int, ...], dtype: str, base: int) -> bytes:
     return (np.arange(math.prod(shape)) + base).astype(dtype).tobytes()
 
 
-Kind = tuple[str, tuple[int, ...], str, Sharding | None]
-"""What a Variable is apart from its value: ``(collection, shape, dtype, sharding annotation)``."""
-
 Head = tuple[str, "tuple[int, ...] | None", str]
 """``(collection, shape, dtype)``, the shape left ``None`` where a second choice draws it (with sharding)."""
 
