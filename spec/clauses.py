@@ -93,7 +93,9 @@ def clause(clause_id: str, *, needs: Iterable[str] = ()) -> Callable[[F], F]:
 
     def decorate(fn: F) -> F:
         fn.__nnx_clause__ = ClauseTag(clause_id, all_needs)  # type: ignore[attr-defined]
-        return getattr(pytest.mark, MARKER)(clause_id, needs=all_needs)(fn)
+        marked: F = getattr(pytest.mark, MARKER)(clause_id, needs=all_needs)(fn)
+        _register(marked)
+        return marked
 
     return decorate
 
@@ -111,22 +113,51 @@ PROPERTY_MODULES = (
     "nnx_conformance.spec.properties.errors",
     "nnx_conformance.spec.properties.sharding",
 )
+"""Every module that defines properties; ``spec/test_<area>.py`` collects ``<area>``'s from the registry."""
+
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+"""Property name -> function, filled by :func:`clause` as the property modules are imported."""
+
+
+def _register(fn: Callable[..., Any]) -> None:
+    name = getattr(fn, "__name__", None)
+    if not isinstance(name, str) or not name.startswith("test_"):
+        raise ValueError(f"@clause(...) decorates {fn!r}: a property's name must start with 'test_'")
+    other = _REGISTRY.get(name)
+    if other is not None and other.__module__ != fn.__module__:
+        # Names are what expectations files and reports refer to: they must be unique across the spec.
+        raise ValueError(
+            f"property {name!r} is defined in both {other.__module__} and {fn.__module__}; rename one"
+        )
+    _REGISTRY[name] = fn
+
+
+def registered() -> dict[str, Callable[..., Any]]:
+    """Every property of the spec, by name (importing every property module)."""
+    import importlib
+
+    for module in PROPERTY_MODULES:
+        importlib.import_module(module)
+    return dict(_REGISTRY)
 
 
 def properties() -> dict[str, list[Callable[..., Any]]]:
-    """Clause id -> the property functions that check it, from every property module."""
-    import importlib
-
+    """Clause id -> the property functions that check it, in definition order."""
     by_clause: dict[str, list[Callable[..., Any]]] = {cid: [] for cid in spec_clauses()}
-    for name in PROPERTY_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
-            continue
-        for attr, fn in vars(module).items():
-            tag = clause_of(fn)
-            if attr.startswith("test_") and tag is not None:
-                by_clause.setdefault(tag.id, []).append(fn)
+    for fn in registered().values():
+        tag = clause_of(fn)
+        assert tag is not None  # only @clause registers
+        by_clause.setdefault(tag.id, []).append(fn)
     return by_clause
+
+
+def area(name: str) -> dict[str, Callable[..., Any]]:
+    """The properties of one area (``"graph"`` -> ``properties/graph.py``), for ``spec/test_<area>.py``.
+
+    The test modules take their properties from the registry, never through ``import *``: a property
+    missing from an ``__all__`` once went uncollected without anything noticing.
+    """
+    module = f"nnx_conformance.spec.properties.{name}"
+    if module not in PROPERTY_MODULES:
+        raise ValueError(f"no property module {module!r}; known: {', '.join(PROPERTY_MODULES)}")
+    return {n: fn for n, fn in registered().items() if fn.__module__ == module}

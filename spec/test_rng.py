@@ -4,4 +4,6 @@ The properties live in :mod:`nnx_conformance.spec.properties.rng` (so meta-tests
 mutant adapter); this module only lets pytest collect them.
 """
 
-from nnx_conformance.spec.properties.rng import *
+from nnx_conformance.spec.clauses import area
+
+globals().update(area("rng"))

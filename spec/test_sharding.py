@@ -4,4 +4,6 @@ The bodies live in :mod:`nnx_conformance.spec.properties.sharding`, so the meta-
 mutant adapter without importing this file under a second name.
 """
 
-from nnx_conformance.spec.properties.sharding import *
+from nnx_conformance.spec.clauses import area
+
+globals().update(area("sharding"))
