@@ -22,6 +22,11 @@ JAX_SETTINGS = settings(
 """Apply to every property that runs JAX (i.e. all of them)."""
 
 
+SMALL: dict[str, int] = {"max_nodes": 5, "max_vars": 4, "max_statics": 2}
+"""Graph size for the graph and errors properties: enough for sharing, cycles and separator twins, cheap
+to run 100x."""
+
+
 def impl_spec(impl: Any) -> str:
     """The import spec of an adapter, for snippets (``module:Attr``)."""
     return adapter_spec(impl) or f"{type(impl).__module__}:{type(impl).__qualname__}"

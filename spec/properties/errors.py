@@ -5,9 +5,9 @@ that is not a Variable, a Variable of the wrong collection -- must be refused by
 ``update`` with an error naming the offending path, and refused *before* anything is changed.
 
 Each mismatch is made from a state of fresh Variables at the oracle's canonical paths holding *new*
-values (:func:`~.graph.state_at_canonical_paths` of :func:`~.graph.revalued`), so an ``update`` that applies
-the good entries before noticing the bad one changes visible values and is caught. A missing path is an
-error for ``merge`` only: updating from part of a state is legal (``graph.update``).
+values (:func:`~._mutations.state_at_canonical_paths` of :func:`~._mutations.revalued`), so an ``update``
+that applies the good entries before noticing the bad one changes visible values and is caught. A missing
+path is an error for ``merge`` only: updating from part of a state is legal (``graph.update``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 from nnx_conformance.spec.adapter import Path
 from nnx_conformance.spec.clauses import clause
-from nnx_conformance.spec.properties._helpers import budget, fmt_path, same_array, show
-from nnx_conformance.spec.properties.graph import SMALL, built, expect_graph, fresh_name, partition, revalued
+from nnx_conformance.spec.properties._helpers import SMALL, budget, fmt_path, same_array, show
+from nnx_conformance.spec.properties._judge import built, expect_graph, partition
+from nnx_conformance.spec.properties._mutations import fresh_name, revalued
 from nnx_conformance.strategies import COLLECTIONS, Blueprint, Oracle, graphs, oracle
 
 __all__ = [

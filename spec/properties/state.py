@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from nnx_conformance.spec.adapter import Filter, Path
 from nnx_conformance.spec.clauses import clause
 from nnx_conformance.spec.properties._helpers import JAX_SETTINGS, budget, fmt_path, same_array, show
-from nnx_conformance.spec.properties.graph import graph_diff
+from nnx_conformance.spec.properties._judge import graph_diff
 from nnx_conformance.strategies import (
     COLLECTIONS,
     PathContains,

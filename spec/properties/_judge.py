@@ -1,0 +1,288 @@
+"""Running an implementation's operations on a graph and judging what comes back.
+
+Shared by the property modules (:mod:`.graph`, :mod:`.errors`, :mod:`.state`) and by the meta-tests. Two
+kinds of helpers:
+
+* wrappers (:func:`attempt`, :func:`built`, :func:`partition`, :func:`merge`, :func:`update`) that turn an
+  exception raised on a legal graph into an ``AssertionError`` naming the operation;
+* judges (:func:`expect_graph`, :func:`graph_diff`, :func:`compare_states`, :func:`assert_disjoint`...) that
+  compare a live graph or a state with what the oracle expects, and say in words, path by path, where they
+  differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from nnx_conformance.spec.adapter import Path
+from nnx_conformance.spec.properties._helpers import fmt_path, same_array
+from nnx_conformance.strategies import (
+    Blueprint,
+    NodeRef,
+    NodeSpec,
+    Oracle,
+    VarRef,
+    VarSpec,
+    build,
+    canonical,
+    oracle,
+    read,
+)
+
+
+def attempt(what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, with any exception turned into an ``AssertionError`` that says which operation failed.
+
+    An implementation that raises on a legal graph breaks the clause as surely as one that returns the
+    wrong thing; reporting it as an assertion keeps the failure readable (and the meta-tests count it as a
+    catch, not as a crash of the property).
+    """
+    try:
+        return fn(*args)
+    except Exception as err:
+        raise AssertionError(f"{what} raised {type(err).__name__}: {err}") from err
+
+
+def built(impl: Any, bp: Blueprint) -> Any:
+    """The root of ``bp`` built through the adapter."""
+    return attempt("building the graph (new_module / new_variable / set_attr)", build, bp, impl).root
+
+
+def partition(impl: Any, root: Any, what: str = "partition(m)") -> tuple[Any, Any]:
+    return attempt(what, impl.partition, root)
+
+
+def merge(impl: Any, graphdef: Any, state: Any, what: str = "merge(graphdef, state)") -> Any:
+    return attempt(what, impl.merge, graphdef, state)
+
+
+def update(impl: Any, root: Any, state: Any, what: str = "update(m, state)") -> None:
+    attempt(what, impl.update, root, state)
+
+
+def at_path(impl: Any, root: Any, path: Sequence[str]) -> Any:
+    """The object reached from ``root`` by the attribute names of ``path`` (through ``impl.attrs``)."""
+    obj = root
+    for depth, name in enumerate(path):
+        if not impl.is_module(obj):
+            raise AssertionError(
+                f"{fmt_path(path[:depth])} is not a module, so {fmt_path(path)} is unreachable"
+            )
+        attrs = dict(impl.attrs(obj))
+        if name not in attrs:
+            raise AssertionError(
+                f"the module at {fmt_path(path[:depth])} has no attribute {name!r} "
+                f"(it has {sorted(attrs)}), so {fmt_path(path)} is unreachable"
+            )
+        obj = attrs[name]
+    return obj
+
+
+def _describe_var(var: VarSpec) -> str:
+    sharding = "" if var.sharding is None else f", sharding={var.sharding!r}"
+    return f"{var.collection}:{var.dtype}{list(var.shape)}={var.array().tolist()!r}{sharding}"
+
+
+def _describe_attrs(bp: Blueprint, o: Oracle, node: NodeSpec) -> str:
+    parts = []
+    for name, ref in node.attrs:
+        if isinstance(ref, NodeRef):
+            parts.append(f"{name!r} -> module at {fmt_path(o.node_paths[ref.index])}")
+        elif isinstance(ref, VarRef):
+            parts.append(f"{name!r} -> Variable at {fmt_path(o.var_paths[ref.index])}")
+        else:
+            parts.append(f"{name!r} = {ref.value!r} ({type(ref.value).__name__})")
+    return "{" + ", ".join(parts) + "}"
+
+
+def graph_diff(got: Blueprint, want: Blueprint, limit: int = 6) -> str:
+    """The first differences between two *canonical* blueprints, each located by its canonical path.
+
+    ``got`` is what the implementation holds (from :func:`read`), ``want`` what the oracle expects.
+    """
+    o_got, o_want = oracle(got), oracle(want)
+    lines: list[str] = []
+    for i in range(max(len(got.nodes), len(want.nodes))):
+        if len(lines) >= limit:
+            break
+        if i >= len(got.nodes):
+            lines.append(f"  expected module at {fmt_path(o_want.node_paths[i])} is missing")
+            continue
+        if i >= len(want.nodes):
+            lines.append(f"  unexpected module at {fmt_path(o_got.node_paths[i])}: {got.nodes[i].type_name}")
+            continue
+        g, w = got.nodes[i], want.nodes[i]
+        if g == w:
+            continue
+        where = fmt_path(o_want.node_paths[i])
+        if g.type_name != w.type_name:
+            lines.append(f"  module at {where}: type {g.type_name!r}, expected {w.type_name!r}")
+        if g.attrs != w.attrs:
+            lines.append(
+                f"  module at {where}: attributes\n      implementation {_describe_attrs(got, o_got, g)}\n"
+                f"      expected       {_describe_attrs(want, o_want, w)}"
+            )
+    for j in range(max(len(got.variables), len(want.variables))):
+        if len(lines) >= limit:
+            break
+        if j >= len(got.variables):
+            lines.append(f"  expected Variable at {fmt_path(o_want.var_paths[j])} is missing")
+        elif j >= len(want.variables):
+            lines.append(f"  unexpected Variable at {fmt_path(o_got.var_paths[j])}")
+        elif got.variables[j] != want.variables[j]:
+            lines.append(
+                f"  Variable at {fmt_path(o_want.var_paths[j])}: implementation "
+                f"{_describe_var(got.variables[j])}, expected {_describe_var(want.variables[j])}"
+            )
+    if len(got.nodes) != len(want.nodes) or len(got.variables) != len(want.variables):
+        lines.append(
+            f"  ({len(got.nodes)} modules and {len(got.variables)} distinct Variables reachable, expected "
+            f"{len(want.nodes)} and {len(want.variables)}: a lost or extra sharing shows up as a count change)"
+        )
+    return "\n".join(lines) or "  (no difference found by the diff; the blueprints still compare unequal)"
+
+
+def expect_graph(impl: Any, root: Any, expected: Blueprint, what: str) -> None:
+    """Assert that the live graph under ``root`` is isomorphic to ``expected`` (values bit for bit)."""
+    got, want = read(root, impl), canonical(expected)
+    if got != want:
+        hints = "".join(f"\n  {h}" for h in _identity_problems(impl, root, oracle(expected)))
+        raise AssertionError(f"{what}: the graph is not the expected one\n{graph_diff(got, want)}{hints}")
+
+
+def _identity_problems(impl: Any, root: Any, o: Oracle, limit: int = 3) -> list[str]:
+    """Pairs of paths that should reach one object but reach two (sharing or a cycle lost)."""
+    problems = []
+    for ref, paths in o.aliases.items():
+        try:
+            objs = [at_path(impl, root, p) for p in paths]
+        except AssertionError:
+            continue  # a missing path: the diff above already shows it
+        for path, obj in zip(paths[1:], objs[1:]):
+            if obj is not objs[0] and len(problems) < limit:
+                kind = "module" if isinstance(ref, NodeRef) else "Variable"
+                problems.append(
+                    f"{fmt_path(paths[0])} and {fmt_path(path)} should reach one {kind} but reach two objects"
+                )
+    return problems
+
+
+def definition_hash(impl: Any, graphdef: Any, what: str) -> int:
+    try:
+        return hash(graphdef)
+    except TypeError as err:
+        raise AssertionError(
+            f"{impl.name}: the {what} definition is not hashable ({type(err).__name__}: {err}); "
+            "a definition must be usable as a jax.jit static argument"
+        ) from err
+
+
+def state_entries(impl: Any, state: Any) -> list[tuple[Path, Any]]:
+    return [(tuple(path), var) for path, var in impl.state_items(state)]
+
+
+def compare_states(impl: Any, got: Any, want: Any, what: str) -> None:
+    """Same paths in the same order, and per entry the same value, collection and sharding."""
+    got_items, want_items = state_entries(impl, got), state_entries(impl, want)
+    got_paths, want_paths = [p for p, _ in got_items], [p for p, _ in want_items]
+    assert got_paths == want_paths, (
+        f"{what}: state paths differ\n  got      {got_paths}\n  expected {want_paths}"
+    )
+    for (path, g), (_, w) in zip(got_items, want_items):
+        gv, wv = impl.variable_value(g), impl.variable_value(w)
+        assert same_array(gv, wv), (
+            f"{what}: value at {fmt_path(path)} is {np.asarray(gv)!r}, expected {np.asarray(wv)!r}"
+        )
+        gc, wc = impl.variable_collection(g), impl.variable_collection(w)
+        assert gc == wc, f"{what}: collection at {fmt_path(path)} is {gc!r}, expected {wc!r}"
+        gs, ws = impl.variable_sharding(g), impl.variable_sharding(w)
+        assert gs == ws, f"{what}: sharding at {fmt_path(path)} is {gs!r}, expected {ws!r}"
+
+
+def expect_entry(impl: Any, path: Path, var: Any, spec: VarSpec) -> None:
+    """Assert that the state entry ``path: var`` holds ``spec``'s value (bitwise), collection and sharding."""
+    value = impl.variable_value(var)
+    assert same_array(value, spec.array()), (
+        f"state entry {fmt_path(path)} holds {np.asarray(value)!r}, expected {spec.array()!r}"
+    )
+    collection = impl.variable_collection(var)
+    assert collection == spec.collection, (
+        f"state entry {fmt_path(path)} has collection {collection!r}, expected {spec.collection!r}"
+    )
+    sharding = impl.variable_sharding(var)
+    assert (None if sharding is None else tuple(sharding)) == spec.sharding, (
+        f"state entry {fmt_path(path)} has sharding {sharding!r}, expected {spec.sharding!r}"
+    )
+
+
+def alias_map(o: Oracle) -> dict[Path, NodeRef | VarRef]:
+    """Every path of every attribute edge (``Oracle.aliases``) -> the object it reaches."""
+    return {path: ref for ref, paths in o.aliases.items() for path in paths}
+
+
+def pytree_leaves(state: Any) -> tuple[list[str], list[Any]]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(state)
+    return [jax.tree_util.keystr(k) for k, _ in flat], [leaf for _, leaf in flat]
+
+
+def first_difference(a: Sequence[Any], b: Sequence[Any]) -> str:
+    for k, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return f"first at position {k}: {x!r} vs {y!r}"
+    return f"lengths {len(a)} vs {len(b)}"
+
+
+def structure(bp: Blueprint) -> tuple[Any, ...]:
+    """What a definition must capture: the canonical graph with every Variable reduced to its collection.
+
+    Sharding annotations are left out on purpose. ``SPEC.md`` counts them in "isomorphic", but whether a
+    definition or the state carries them is a layout choice (the core keeps them in the state, flax in the
+    definition's Variable metadata); these properties never compare graphs that differ only there.
+    """
+    c = canonical(bp)
+    return c.nodes, tuple(v.collection for v in c.variables)
+
+
+def shardings_of(bp: Blueprint) -> tuple[Any, ...]:
+    return tuple(v.sharding for v in canonical(bp).variables)
+
+
+def _reachable_objects(impl: Any, root: Any) -> dict[int, tuple[Path, Any]]:
+    """``id -> (first path, object)`` for every module and Variable reachable from ``root``."""
+    found: dict[int, tuple[Path, Any]] = {id(root): ((), root)}
+    stack: list[tuple[Path, Any]] = [((), root)]
+    while stack:
+        path, module = stack.pop()
+        for name, value in sorted(impl.attrs(module), key=lambda kv: kv[0]):
+            if (impl.is_module(value) or impl.is_variable(value)) and id(value) not in found:
+                found[id(value)] = ((*path, name), value)
+                if impl.is_module(value):
+                    stack.append(((*path, name), value))
+    return found
+
+
+def assert_disjoint(impl: Any, a: Any, b: Any, what_a: str, what_b: str) -> None:
+    objs_a, objs_b = _reachable_objects(impl, a), _reachable_objects(impl, b)
+    common = sorted(set(objs_a) & set(objs_b), key=lambda k: objs_a[k][0])
+    if common:
+        shown = [
+            f"the {'Variable' if impl.is_variable(objs_a[k][1]) else 'module'} at {fmt_path(objs_a[k][0])} of "
+            f"the {what_a} is the one at {fmt_path(objs_b[k][0])} of the {what_b}"
+            for k in common[:4]
+        ]
+        raise AssertionError(f"the {what_a} and the {what_b} share objects:\n  " + "\n  ".join(shown))
+
+
+def check_partition_and_roundtrip(impl: Any, bp: Blueprint) -> None:
+    root = built(impl, bp)
+    state, graphdef = partition(impl, root)
+    paths = sorted(p for p, _ in state_entries(impl, state))
+    want = sorted(p for p, _ in oracle(bp).expected_items)
+    assert paths == want, (
+        f"state paths do not spell the attribute names\n  got      {paths}\n  expected {want}"
+    )
+    expect_graph(impl, merge(impl, graphdef, state), bp, "merge(partition(m))")
