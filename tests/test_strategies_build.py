@@ -204,7 +204,7 @@ def test_snippet_reads_like_the_graph(plain_spec):
         ),
         (v, VarSpec.of("cache", np.int32([[1, 2, 3], [4, 5, 6]]), ("data", None))),
     )
-    assert snippet(bp, "core").splitlines() == [
+    assert snippet(bp, "nnx_conformance.spec.adapters.core:CoreAdapter").splitlines() == [
         "# 2 module(s), 2 Variable(s), shared: 0 module(s) 1 Variable(s), 1 cycle edge(s)",
         "import numpy as np",
         "from nnx_conformance.spec.adapters.core import CoreAdapter",
@@ -221,6 +221,13 @@ def test_snippet_reads_like_the_graph(plain_spec):
         "a.set_attr(m1, 's', a.new_variable('cache', np.array([[1, 2, 3], [4, 5, 6]], np.int32), ('data', None)))",
     ]
     assert read(run_snippet(snippet(bp, plain_spec))["root"], Plain()) == canonical(bp)
+
+
+def test_snippet_wants_an_import_string_not_a_short_name():
+    """Short names are the registry's (spec) business; the strategies never import it."""
+    bp = Blueprint((NodeSpec("A"),))
+    with pytest.raises(ValueError, match=r"pkg\.module:Attr"):
+        snippet(bp, "core")
 
 
 # -- the oracle against the reference core ---------------------------------------------------------------

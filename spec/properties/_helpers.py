@@ -28,8 +28,15 @@ to run 100x."""
 
 
 def impl_spec(impl: Any) -> str:
-    """The import spec of an adapter, for snippets (``module:Attr``)."""
-    return adapter_spec(impl) or f"{type(impl).__module__}:{type(impl).__qualname__}"
+    """The import spec of an adapter, for snippets (``module:Attr``; a short name given as the adapter's
+    ``spec`` is resolved through the registry, since :func:`~nnx_conformance.strategies.snippet` takes
+    import strings only)."""
+    spec = adapter_spec(impl) or f"{type(impl).__module__}:{type(impl).__qualname__}"
+    if ":" not in spec:
+        from nnx_conformance.spec.registry import resolve
+
+        spec = resolve(spec).target
+    return spec
 
 
 last_shown: Any = None

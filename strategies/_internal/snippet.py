@@ -20,12 +20,17 @@ DEFAULT_ADAPTER = "nnx_conformance.spec.adapters.core:CoreAdapter"
 
 
 def _target(adapter: str) -> tuple[str, str]:
-    """``(module, attribute)`` of an adapter named by ``pkg.module:Attr`` or a registered short name."""
-    if ":" not in adapter:
-        from nnx_conformance.spec.registry import resolve
+    """``(module, attribute)`` of an adapter named by its import string ``pkg.module:Attr``.
 
-        adapter = resolve(adapter).target
-    module, _, attr = adapter.partition(":")
+    Short names (``"core"``) are the registry's business (:mod:`nnx_conformance.spec.registry`); the
+    strategies depend on nothing of the spec but the adapter protocol, so callers resolve them first.
+    """
+    module, sep, attr = adapter.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(
+            f"snippet() needs the adapter as an import string 'pkg.module:Attr', got {adapter!r} "
+            "(a registered short name resolves with nnx_conformance.spec.registry.resolve(name).target)"
+        )
     return module, attr
 
 
@@ -51,8 +56,9 @@ def _new_variable(var: VarSpec) -> str:
 
 
 def snippet(bp: Blueprint, adapter: str = DEFAULT_ADAPTER) -> str:
-    """Python source that rebuilds ``bp`` with ``adapter``: ``"pkg.module:Attr"`` or a registered short name
-    (``"core"``, ``"seed"``, ``"flax"``; see :mod:`nnx_conformance.spec.registry`).
+    """Python source that rebuilds ``bp`` with ``adapter``, the adapter's import string ``"pkg.module:Attr"``
+    (as :func:`nnx_conformance.spec.isolation.adapter_spec` gives it; a short name such as ``"core"`` must
+    be resolved by the caller: ``registry.resolve("core").target``).
 
     The graph's root ends up in the variable ``root``. Modules are ``root``, ``m1``, ``m2``...; a Variable
     gets a name (``v0``...) only when it is shared, otherwise it is created where it is assigned.
