@@ -5,7 +5,13 @@ submodules, each small and documented: ``variable`` (the mutable cell), ``state`
 view), ``graph`` (Module, ModuleDef, partition/merge/update), ``rng`` (Context), ``layers`` and ``errors``.
 """
 
-from .errors import NNXError, StateConflictError, StateMismatchError, UnhashableStaticError
+from .errors import (
+    NNXError,
+    ShardingError,
+    StateConflictError,
+    StateMismatchError,
+    UnhashableStaticError,
+)
 from .graph import Module, ModuleDef
 from .layers import BatchNorm, Block, Dropout, Linear, ScanMLP
 from .rng import Context
@@ -25,6 +31,7 @@ __all__ = [
     "Path",
     "ScanMLP",
     "Sharding",
+    "ShardingError",
     "State",
     "StateConflictError",
     "StateMismatchError",

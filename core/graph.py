@@ -42,6 +42,9 @@ from collections.abc import Callable, Mapping
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
+import jax
+import jax.numpy as jnp
+
 from .errors import NNXError, StateMismatchError, UnhashableStaticError, format_path
 from .state import State
 from .variable import Path, Variable, _clone
@@ -77,7 +80,11 @@ class Module:
 
         Each entry's path must be the canonical path of a Variable of the same collection; Variables are
         located by path and mutated, not replaced, so sharing is kept. ``state`` may name a subset of the
-        Variables. Everything is validated first: on :class:`StateMismatchError` nothing has changed.
+        Variables. A value must keep the shape and dtype of the value it replaces wherever both are known
+        (arrays, JAX tracers and Python numbers; a Python number is 0-d and weakly typed, so ``1.0`` may be
+        written over a ``float32`` array but not over an ``int32`` one; dtypes are compared as JAX
+        canonicalises them). Everything is validated first: on :class:`StateMismatchError`, naming the
+        first offending path, nothing has changed.
         """
         _update_state(self, state)
 
@@ -464,6 +471,11 @@ class ModuleDef(Generic[M]):
         otherwise :class:`StateMismatchError` names the first offending path and nothing is built. Sharing
         and cycles are restored by identity; every Module and Variable is new (the values are the state's
         value objects), so the result never aliases ``state``'s Variables.
+
+        Values are not checked: a def records no shapes or dtypes (values travel in the state, so one def
+        serves a state and its ``jax.vmap``-stacked or ``jax.eval_shape`` versions alike), so merge cannot
+        know what a value should be. ``update_state``, which has the module's current values, does check.
+        A plain mapping is accepted and put in canonical order first (its keys are checked as ``State``'s).
         """
         if not isinstance(state, State):
             if not isinstance(state, Mapping):
@@ -483,7 +495,7 @@ class ModuleDef(Generic[M]):
         ``Variable`` of the recorded collection takes the slow path, :meth:`_check_leaves`, which raises
         for the first offending entry in canonical order before anything is returned.
         """
-        objs = list(map(_new, self._types))
+        objs: list[Any] = list(map(_new, self._types))
         table = list(self._template)
         for slot, obj in zip(self._node_slots, objs):
             table[slot] = obj
@@ -604,6 +616,8 @@ def _update_state(root: Module, state: Mapping[Path, Variable[Any]]) -> None:
         if set(map(type, news)) <= _VARIABLE_TYPES and tuple(map(_get_collection, news)) == tuple(
             map(_get_collection, targets)
         ):
+            for path, target, new in zip(index, targets, news):
+                _check_value(path, target.value, new.value)
             _assign(targets, news)
             return
     targets, news = [], []
@@ -628,9 +642,118 @@ def _update_state(root: Module, state: Mapping[Path, Variable[Any]]) -> None:
                 f"the module's Variable there is {target.collection!r}",
                 path,
             )
+        _check_value(path, target.value, new.value)
         targets.append(target)
         news.append(new)
     _assign(targets, news)
+
+
+def _check_value(path: Path, old: Any, new: Any) -> None:
+    """Refuse writing ``new`` over ``old`` when their shapes or dtypes differ (see :func:`_value_problem`).
+
+    Inlined first test: the same object, or arrays of equal shape and dtype (the common case, a few
+    attribute reads); anything else gets the full rule.
+    """
+    if old is new:
+        return
+    try:
+        if old.shape == new.shape and old.dtype == new.dtype:
+            return
+    except AttributeError:
+        pass
+    problem = _value_problem(old, new)
+    if problem is not None:
+        raise StateMismatchError(
+            f"update_state: state entry {format_path(path)} holds {problem}; update writes values in "
+            "place, so the shape and dtype must stay (convert with .astype(...) or reshape first; to change "
+            "them, assign a new Variable to the attribute)",
+            path,
+        )
+
+
+_KIND_RANK = {"bool": 0, "int": 1, "float": 2, "complex": 3}
+
+
+def _signature(value: Any) -> tuple[tuple[int, ...], Any, str | None, bool, str] | None:
+    """``(shape, canonical dtype, kind, weak, description)`` of an array or Python number, else ``None``.
+
+    Arrays are anything with a tuple ``shape`` and a ``dtype`` (numpy and JAX arrays, numpy scalars, JAX
+    tracers, ``jax.ShapeDtypeStruct``); JAX values carry ``weak_type``. Python ``int``/``float``/``complex``
+    are 0-d and weakly typed (JAX gives them the dtype of what they meet); a Python ``bool`` is a strong
+    0-d ``bool``, as in JAX. dtypes are canonicalised as JAX does (``float64`` is ``float32`` unless
+    ``jax_enable_x64`` is set), so a numpy ``float64`` Variable accepts the ``float32`` a jitted step gives.
+    """
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if isinstance(shape, tuple) and dtype is not None:
+        weak = bool(getattr(value, "weak_type", False))
+        description = f"a value of shape {shape} and {'weakly typed ' if weak else ''}dtype {{}}"
+    elif isinstance(value, bool):
+        shape, dtype, weak, description = (), bool, False, "a Python bool"
+    elif isinstance(value, (int, float, complex)):
+        shape, dtype, weak = (), jnp.result_type(type(value)), True
+        description = f"a Python {type(value).__name__}"
+    else:
+        return None
+    try:
+        extended = jax.dtypes.issubdtype(dtype, jax.dtypes.extended)  # typed PRNG keys: kept as they are
+        canonical = dtype if extended else jax.dtypes.canonicalize_dtype(dtype)
+    except Exception:  # not a dtype JAX understands: no rule applies
+        return None
+    kind = next((k for k, base in _KIND_BASES if jax.dtypes.issubdtype(canonical, base)), None)
+    return shape, canonical, kind, weak, description.format(canonical)
+
+
+_KIND_BASES: tuple[tuple[str, Any], ...] = (
+    ("bool", jnp.bool_),
+    ("int", jnp.integer),
+    ("float", jnp.floating),
+    ("complex", jnp.complexfloating),
+)
+
+
+def _fits(weak_kind: str | None, other_kind: str | None) -> bool:
+    """A weakly typed value of ``weak_kind`` takes the dtype of a value of ``other_kind`` without changing
+    kind upward: a Python int fits an int, float or complex dtype; a Python float a float or complex one."""
+    if weak_kind is None or other_kind is None:
+        return False
+    return _KIND_RANK[weak_kind] <= _KIND_RANK[other_kind] and other_kind != "bool"
+
+
+def _value_problem(old: Any, new: Any) -> str | None:
+    """Why ``new`` cannot be written over ``old`` in place, or ``None`` if it can (or nobody can tell).
+
+    The rule, applied only where both values have a known shape and dtype (see :func:`_signature`;
+    anything else is held as given, as always):
+
+    * shapes must be equal (a Python number is 0-d);
+    * two strongly typed values must have the same canonical dtype;
+    * a weakly typed value (a Python number, or a JAX value with ``weak_type``) must fit the other's kind
+      (``bool < int < float < complex``): a Python float written over a ``float32`` or ``bfloat16`` array is
+      fine, over an ``int32`` one it is not; a ``float32`` array written over a Variable that held the
+      placeholder ``0.0`` is fine, an ``int32`` one is not. When both are weak, the new one must fit the
+      old one's kind.
+
+    Traced values (inside ``jax.jit``/``vmap``/``scan``) have a known shape and dtype, and are checked the
+    same way; under ``vmap`` a traced value has its per-example shape, which is what a Variable created
+    inside the vmapped function holds.
+    """
+    old_sig, new_sig = _signature(old), _signature(new)
+    if old_sig is None or new_sig is None:
+        return None
+    old_shape, old_dtype, old_kind, old_weak, old_text = old_sig
+    new_shape, new_dtype, new_kind, new_weak, new_text = new_sig
+    if old_shape != new_shape:
+        ok = False
+    elif new_weak:
+        ok = new_dtype == old_dtype or _fits(new_kind, old_kind)
+    elif old_weak:
+        ok = new_dtype == old_dtype or _fits(old_kind, new_kind)
+    else:
+        ok = new_dtype == old_dtype
+    if ok:
+        return None
+    return f"{new_text}, but the module's Variable there holds {old_text}"
 
 
 def _assign(targets: list[Variable[Any]], news: list[Variable[Any]]) -> None:

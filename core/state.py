@@ -21,8 +21,9 @@ from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, M
 from typing import Any
 
 import jax
+import numpy as np
 
-from .errors import StateConflictError, format_path
+from .errors import NNXError, StateConflictError, format_path
 from .variable import Path, Variable
 
 __all__ = ["Filter", "State"]
@@ -89,7 +90,11 @@ class State(Mapping[Path, Variable[Any]]):
             seen: set[Path] = set()
             for path, _ in pairs:
                 if path in seen:
-                    raise ValueError(f"duplicate path {format_path(path)} in State items")
+                    raise NNXError(
+                        f"duplicate path {format_path(path)} in State items: a state holds one entry per "
+                        "path (to combine states that overlap, use State.union)",
+                        path,
+                    )
                 seen.add(path)
         self._data = data
 
@@ -165,8 +170,12 @@ class State(Mapping[Path, Variable[Any]]):
         """One state holding every entry of ``self`` and ``others`` (``State.union(a, b, c)`` works too).
 
         A path present in several states must hold the same Variable object, or Variables that agree on
-        collection, sharding and the very same value object (as when two partitions of one graph are
-        recombined); anything else is ambiguous and raises :class:`StateConflictError` naming the path.
+        collection, sharding and value (the first is kept); anything else is ambiguous and raises
+        :class:`StateConflictError` naming the path. Values agree when they are one object, or arrays of
+        equal shape, dtype and bytes (a numpy and a JAX array can agree), or plain values of one type
+        that compare equal. A traced value (inside ``jax.jit``, ``vmap``, ``scan``) agrees only with
+        itself: its contents are unknown while tracing, so two different tracers are a conflict. Parts of
+        one partition share their value objects, so recombining them works inside a trace as well.
         """
         data = dict(self._data)
         grew = False
@@ -181,8 +190,9 @@ class State(Mapping[Path, Variable[Any]]):
                 elif old is not var and not _agree(old, var):
                     raise StateConflictError(
                         f"State.union: conflicting entries at {format_path(path)}: {old!r} vs {var!r} "
-                        "(the same path must hold the same Variable, or Variables with equal collection "
-                        "and sharding holding the very same value)",
+                        f"({_conflict_reason(old, var)}; the same path must hold the same Variable, or "
+                        "Variables with equal collection, sharding and value: drop the entry from all but "
+                        "one operand, e.g. with filter, to choose one)",
                         path,
                     )
         if grew:
@@ -210,14 +220,93 @@ def _first(pair: tuple[Path, Any]) -> Path:
     return pair[0]
 
 
+def _conflict_reason(a: Any, b: Any) -> str:
+    """What differs between two entries that do not agree (for the error message)."""
+    if not (isinstance(a, Variable) and isinstance(b, Variable)):
+        return "an entry that is not a Variable"
+    if a.collection != b.collection:
+        return f"collection {a.collection!r} vs {b.collection!r}"
+    if a.sharding != b.sharding:
+        return f"sharding {a.sharding!r} vs {b.sharding!r}"
+    x, y = a.value, b.value
+    if isinstance(x, jax.core.Tracer) or isinstance(y, jax.core.Tracer):
+        return "different traced values, which cannot be compared while tracing"
+    if _is_array(x) and _is_array(y):
+        if tuple(x.shape) != tuple(y.shape):
+            return f"value shape {tuple(x.shape)} vs {tuple(y.shape)}"
+        if x.dtype != y.dtype:
+            return f"value dtype {x.dtype} vs {y.dtype}"
+    elif _is_array(x) or _is_array(y) or type(x) is not type(y):
+        return f"{_what(x)} vs {_what(y)}"
+    return "different values"
+
+
+def _what(value: Any) -> str:
+    if isinstance(value, jax.Array):
+        return "a JAX array"
+    if _is_array(value):
+        return "a numpy array"
+    return f"a {type(value).__name__}"
+
+
 def _agree(a: Any, b: Any) -> bool:
+    """Whether two distinct entries at one path are the same thing (see :meth:`State.union`)."""
     return (
         isinstance(a, Variable)
         and isinstance(b, Variable)
-        and a.value is b.value
         and a.collection == b.collection
         and a.sharding == b.sharding
+        and _same_value(a.value, b.value)
     )
+
+
+_ARRAY_TYPES = (np.ndarray, np.generic, jax.Array)
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, _ARRAY_TYPES)
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal by value: one object; arrays of one shape, dtype and bytes; or equal plain values of one type.
+
+    * Arrays (numpy arrays and scalars, JAX arrays) agree when shape, dtype and raw bytes are equal,
+      whatever the container: a JAX array and a numpy array holding the same float32 bytes agree;
+      ``float32`` and ``int32`` ones never do, nor an array and a Python number. Bytes, not ``==``: a NaN
+      agrees with the same NaN, and ``-0.0`` differs from ``0.0``. Typed PRNG keys compare their key data.
+    * Traced values (``jax.core.Tracer``, inside ``jit``/``vmap``/``scan``/``grad``) agree only with
+      themselves: their contents are unknown at trace time, so two different tracers cannot be shown
+      equal, and calling them equal could silently drop one. (Recombining parts of one partition inside a
+      trace still works: the parts share the very same value objects.)
+    * Anything else (Python numbers, strings, ``None``, ``jax.ShapeDtypeStruct``...) agrees when the types
+      are identical and ``==`` says ``True`` (a float NaN agrees with a NaN).
+    """
+    if a is b:
+        return True
+    if isinstance(a, jax.core.Tracer) or isinstance(b, jax.core.Tracer):
+        return False
+    if _is_array(a) or _is_array(b):
+        return _is_array(a) and _is_array(b) and _same_array(a, b)
+    if type(a) is not type(b):
+        return False
+    if type(a) is float and a != a and b != b:  # NaN
+        return True
+    try:
+        equal = a == b
+    except Exception:  # an == that raises cannot show the two equal
+        return False
+    return equal is True or (isinstance(equal, np.bool_) and bool(equal))
+
+
+def _same_array(a: Any, b: Any) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    try:
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        return bool(np.asarray(a).tobytes() == np.asarray(b).tobytes())
+    except Exception:  # contents out of reach (e.g. not fully addressable): cannot be shown equal
+        return False
 
 
 def _flatten(state: State) -> tuple[tuple[Any, ...], tuple[Path, ...]]:

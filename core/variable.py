@@ -19,6 +19,8 @@ from typing import Any, Generic, TypeVar
 
 import jax
 
+from .errors import ShardingError
+
 __all__ = ["Path", "Sharding", "Variable"]
 
 A = TypeVar("A")
@@ -37,6 +39,10 @@ class Variable(Generic[A]):
 
     Equality and hashing are by identity, on purpose: two Variables with equal contents are still two
     independent cells, and the graph functions track sharing with ``id()``.
+
+    ``sharding`` is ``None`` or a tuple (a list is copied to one) of one mesh-axis name or ``None`` per
+    array axis; a bare string, another container, another entry type, or (for an array value, one with
+    ``.ndim``/``.shape``) a length other than the value's ndim raises :class:`ShardingError`.
     """
 
     __slots__ = ("collection", "sharding", "value")
@@ -49,12 +55,7 @@ class Variable(Generic[A]):
         if not isinstance(collection, str):
             raise TypeError(f"Variable collection must be a str, got {type(collection).__name__}")
         if sharding is not None:
-            sharding = tuple(sharding)
-            for axis in sharding:
-                if axis is not None and not isinstance(axis, str):
-                    raise TypeError(
-                        f"Variable sharding must hold mesh-axis names (str) or None, got {axis!r}"
-                    )
+            sharding = _checked_sharding(sharding, value)
         self.collection = collection
         self.value = value
         self.sharding = sharding
@@ -70,6 +71,59 @@ class Variable(Generic[A]):
         # Variable kinds work wherever a Variable does.
         super().__init_subclass__(**kwargs)
         _register(cls)
+
+
+def _known_ndim(value: Any) -> int | None:
+    """The number of axes of an array-like value (``.ndim``, else ``len(.shape)``), ``None`` if unknown.
+
+    Python numbers and other non-arrays have no known ndim: they are often placeholders, and the core
+    holds any value as given.
+    """
+    ndim = getattr(value, "ndim", None)
+    if isinstance(ndim, int) and not isinstance(ndim, bool):
+        return ndim
+    shape = getattr(value, "shape", None)
+    return len(shape) if isinstance(shape, tuple) else None
+
+
+def _checked_sharding(sharding: Any, value: Any) -> Sharding:
+    """``sharding`` as a tuple, or :class:`ShardingError` saying what was given and what to write instead.
+
+    The rules: a tuple or list (never a bare ``str``, which ``tuple()`` would split into one axis per
+    character), each entry a ``str`` or ``None``, and, when ``value`` is an array, exactly one entry per
+    axis (as the strategies, ``Linear`` and flax, which keeps the annotation in step with the array's axes
+    under its transforms, all have it). Only construction checks this: a state rebuilt by JAX (unflatten)
+    holds whatever annotation it had, e.g. a per-layer annotation over values stacked by ``jax.vmap``.
+    """
+    ndim = _known_ndim(value)
+    if isinstance(sharding, str):
+        example = (sharding,) if ndim is None else (sharding, *([None] * (ndim - 1)))[:ndim]
+        raise ShardingError(
+            f"Variable sharding must be None or a tuple with one mesh-axis name (str) or None per array "
+            f"axis, got the string {sharding!r} (it would read as {tuple(sharding)!r}, one axis per "
+            f"character); write sharding={example!r}"
+            + (" (the value is 0-d: it has no axis to shard)" if ndim == 0 else "")
+        )
+    if not isinstance(sharding, (tuple, list)):
+        raise ShardingError(
+            "Variable sharding must be None or a tuple with one mesh-axis name (str) or None per array "
+            f"axis, got a {type(sharding).__name__}: {sharding!r}; write e.g. sharding=(None, 'model')"
+        )
+    sharding = tuple(sharding)
+    for position, axis in enumerate(sharding):
+        if axis is not None and not isinstance(axis, str):
+            raise ShardingError(
+                f"Variable sharding must hold mesh-axis names (str) or None, got {axis!r} "
+                f"({type(axis).__name__}) at position {position} of {sharding!r}; name a mesh axis, e.g. "
+                "'data', or write None for a replicated axis"
+            )
+    if ndim is not None and len(sharding) != ndim:
+        raise ShardingError(
+            f"Variable sharding {sharding!r} has {len(sharding)} entries, but the value has {ndim} axes "
+            f"(shape {tuple(getattr(value, 'shape', ()))!r}); give one mesh-axis name or None per axis, "
+            f"e.g. sharding={(*sharding[:ndim], *([None] * (ndim - len(sharding))))!r}"
+        )
+    return sharding
 
 
 def _clone(var: Variable[Any]) -> Variable[Any]:

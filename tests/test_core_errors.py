@@ -8,6 +8,7 @@ import pytest
 from nnx_conformance.core import (
     Module,
     NNXError,
+    ShardingError,
     State,
     StateConflictError,
     StateMismatchError,
@@ -17,11 +18,21 @@ from nnx_conformance.core import (
 from nnx_conformance.core.errors import format_path
 
 
-@pytest.mark.parametrize("cls", [StateMismatchError, StateConflictError, UnhashableStaticError])
+@pytest.mark.parametrize(
+    "cls", [StateMismatchError, StateConflictError, UnhashableStaticError, ShardingError]
+)
 def test_hierarchy(cls):
     assert issubclass(cls, NNXError) and issubclass(cls, ValueError)
     error = cls("message", ("a", "b"))
     assert error.path == ("a", "b") and str(error) == "message"
+
+
+def test_sharding_error_is_also_a_type_error():
+    # A malformed constructor argument: callers catching TypeError (the constructor's error before
+    # ShardingError existed) still catch it.
+    assert issubclass(ShardingError, TypeError)
+    with pytest.raises(TypeError):
+        Variable("params", np.zeros(3), sharding="data")
 
 
 def test_path_defaults_to_none():
@@ -58,12 +69,17 @@ def raise_each():
     yield (
         StateConflictError,
         ("child", "w"),
-        lambda: state | State({("child", "w"): Variable("params", np.zeros(1))}),
+        lambda: state | State({("child", "w"): Variable("params", np.ones(1))}),  # another value
     )
     yield UnhashableStaticError, ("child", "cfg"), bad.partition
+    yield (
+        StateMismatchError,
+        ("child", "w"),
+        lambda: root.update_state(State({("child", "w"): Variable("params", np.zeros(2))})),
+    )
 
 
-@pytest.mark.parametrize("case", range(4), ids=["merge", "update", "union", "static"])
+@pytest.mark.parametrize("case", range(5), ids=["merge", "update", "union", "static", "update-shape"])
 def test_every_error_names_its_path(case):
     cls, path, trigger = list(raise_each())[case]
     with pytest.raises(cls) as info:

@@ -259,6 +259,19 @@ def test_merge_names_the_first_path_of_a_state_in_the_wrong_order():
     assert info.value.path == first
 
 
+def test_merge_validates_a_plain_dict_like_a_state():
+    state, moduledef = model().partition()
+    items = dict(state)
+    del items["b", "w"]
+    with pytest.raises(StateMismatchError, match="missing 'b/w'") as info:
+        moduledef.merge(items)
+    assert info.value.path == ("b", "w")
+    with pytest.raises(TypeError, match="display form"):
+        moduledef.merge({"/".join(path): var for path, var in state.items()})
+    with pytest.raises(StateMismatchError, match="not a Variable"):
+        moduledef.merge({path: getattr(var, "value", var) for path, var in state.items()})
+
+
 def test_merge_rejects_non_mappings():
     _, moduledef = model().partition()
     with pytest.raises(TypeError):
@@ -334,6 +347,184 @@ def test_update_state_rejects_string_keys_and_non_mappings():
     with pytest.raises(TypeError):
         root.update_state([p()])  # type: ignore[arg-type]
     assert float(root.a.w.value) == 1.0
+
+
+# -- update_state: values keep their shape and dtype -----------------------------------------------------
+
+
+def arrays():
+    """root{a: Node{w: f32[2, 3]}, b: Node{n: i32[3]}, k: i32[], s: f32[] (also z.tied), x: None}."""
+    scale = Variable("params", jnp.asarray(1.5, jnp.float32))
+    return node(
+        a=node(w=Variable("params", jnp.ones((2, 3)))),
+        b=node(n=Variable("counts", jnp.arange(3, dtype=jnp.int32))),
+        k=Variable("counts", jnp.asarray(0, jnp.int32)),
+        s=scale,
+        x=Variable("cache", None),
+        z=node(tied=scale),
+    )
+
+
+def live_values(root):
+    return [(var, var.value, var.sharding) for var in (root.a.w, root.b.n, root.k, root.s, root.x)]
+
+
+def value_mismatches():
+    """(id, path, bad value, message pattern): each refused by update_state."""
+    return [
+        (
+            "shape",
+            ("a", "w"),
+            jnp.ones((3, 2)),
+            r"shape \(3, 2\) and dtype float32.*holds a value of shape \(2, 3\)",
+        ),
+        ("stacked", ("a", "w"), jnp.ones((4, 2, 3)), r"shape \(4, 2, 3\)"),
+        ("dtype", ("b", "n"), jnp.arange(3.0), r"dtype float32, but .* dtype int32"),
+        ("0d-vs-1d", ("s",), jnp.ones(1), r"shape \(1,\).*shape \(\)"),
+        ("python-float-into-int", ("k",), 1.0, r"a Python float, but .* shape \(\) and dtype int32"),
+        ("python-float-into-array", ("a", "w"), 1.0, r"a Python float"),
+        ("python-bool-into-float", ("s",), True, r"a Python bool"),
+        ("weak-float-into-int", ("b", "n"), jnp.arange(3) * 0.5, r"weakly typed dtype float32, but .* int32"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8), ids=[m[0] for m in value_mismatches()])
+@pytest.mark.parametrize("whole", [True, False], ids=["full-state", "subset"])
+def test_update_state_refuses_values_of_another_shape_or_dtype(case, whole):
+    root = arrays()
+    _, path, bad, message = value_mismatches()[case]
+    state, _ = root.partition()
+    items = dict(state) if whole else {("a", "w"): state["a", "w"], ("s",): state["s",]}
+    items = {
+        k: Variable(v.collection, v.value + 1, sharding=v.sharding) for k, v in items.items() if k != ("x",)
+    }
+    items[path] = Variable(state[path].collection, bad)
+    if whole:
+        items["x",] = Variable("cache", "anything")
+    before = live_values(root)
+    with pytest.raises(StateMismatchError, match=message) as info:
+        root.update_state(State(items))  # whole: the fast path (paths line up); subset: the per-entry one
+    assert info.value.path == path
+    assert f"'{'/'.join(path)}' ({path!r})" in str(info.value) and "astype" in str(info.value)
+    # all-or-nothing: the valid entries (every other one, written +1) were not applied either
+    assert live_values(root) == before
+
+
+def test_update_state_refuses_a_bad_value_given_as_a_plain_dict():
+    root = arrays()
+    with pytest.raises(StateMismatchError, match="shape") as info:
+        root.update_state(
+            {("s",): Variable("params", jnp.zeros(2)), ("a", "w"): Variable("params", jnp.zeros((2, 3)))}
+        )
+    assert info.value.path == ("s",) and float(root.a.w.value[0, 0]) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("s",), 2.0),  # a Python float (weakly typed) written over float32
+        (("s",), 2),  # a Python int over float32
+        (("k",), 7),  # a Python int over int32
+        (("b", "n"), np.arange(3, dtype=np.int64)),  # int64 is int32 to JAX without jax_enable_x64
+        (("a", "w"), np.zeros((2, 3), np.float64)),
+        (("s",), jax.jit(lambda: 1.0)()),  # a weakly typed float32 JAX array
+        (("b", "n"), jax.jit(lambda: 1)() + jnp.zeros(3, jnp.int32)),
+        (("s",), jnp.asarray(1)),  # a weakly typed int32 JAX array over float32
+        (("x",), jnp.zeros(5)),  # the Variable held None: nothing to compare with
+    ],
+    ids=[
+        "py-float",
+        "py-int",
+        "py-int-into-int",
+        "int64",
+        "float64",
+        "weak-float",
+        "int-array",
+        "weak-int",
+        "from-none",
+    ],
+)
+def test_update_state_accepts_values_of_the_same_shape_and_kind(path, value):
+    root = arrays()
+    root.update_state(State({path: Variable(dict(root.partition()[0])[path].collection, value)}))
+    var = root
+    for name in path:
+        var = getattr(var, name)
+    assert var.value is value
+
+
+def test_update_state_over_python_number_placeholders():
+    # A Python number is 0-d and weakly typed: an array of the same kind or a wider one may replace it.
+    counter = node(count=Variable("counts", 0), rate=Variable("params", 0.5))
+    with pytest.raises(
+        StateMismatchError, match=r"dtype int32, but the module's Variable there holds a Python float"
+    ):
+        counter.update_state(State({("rate",): Variable("params", jnp.asarray(1, jnp.int32))}))
+    with pytest.raises(StateMismatchError, match=r"a Python float, but .* holds a Python int"):
+        counter.update_state(State({("count",): Variable("counts", 1.5)}))
+    with pytest.raises(StateMismatchError, match=r"shape \(2,\)"):
+        counter.update_state(State({("count",): Variable("counts", jnp.zeros(2, jnp.int32))}))
+    assert counter.count.value == 0 and counter.rate.value == 0.5
+    counter.update_state(State({("count",): Variable("counts", 4), ("rate",): Variable("params", 1)}))
+    assert counter.count.value == 4 and counter.rate.value == 1  # an int fits a float placeholder
+    counter.update_state(
+        State(
+            {("count",): Variable("counts", jnp.asarray(5)), ("rate",): Variable("params", jnp.float32(0.1))}
+        )
+    )
+    assert int(counter.count.value) == 5 and float(counter.rate.value) == pytest.approx(0.1)
+
+
+def test_update_state_inside_jit_checks_traced_values():
+    root = arrays()
+    state, _ = root.partition()
+
+    @jax.jit
+    def step(state):
+        inner = arrays()  # a module built inside the trace, updated with traced values
+        inner.update_state(jax.tree_util.tree_map(lambda x: x * 2, state.filter("params")))
+        return inner.a.w.value
+
+    np.testing.assert_array_equal(step(state), 2 * np.ones((2, 3)))
+
+    @jax.jit
+    def bad(state):
+        inner = arrays()
+        inner.update_state(jax.tree_util.tree_map(lambda x: x.T, state.filter(lambda p, v: p == ("a", "w"))))
+
+    with pytest.raises(StateMismatchError, match=r"shape \(3, 2\)") as info:
+        bad(state)
+    assert info.value.path == ("a", "w")
+
+
+def test_update_state_inside_vmap_sees_per_example_shapes():
+    stacked = jnp.arange(12.0).reshape(4, 3)
+
+    def per_example(row):
+        module = node(w=Variable("params", jnp.zeros(3)))  # per-example Variable, shape (3,)
+        module.update_state(State({("w",): Variable("params", row * 2)}))  # row: a (3,) batch tracer
+        return module.w.value
+
+    np.testing.assert_array_equal(jax.vmap(per_example)(stacked), 2 * stacked)
+
+    def stacked_write(row):
+        module = node(w=Variable("params", jnp.zeros(3)))
+        module.update_state(State({("w",): Variable("params", jnp.stack([row, row]))}))
+
+    with pytest.raises(StateMismatchError, match=r"shape \(2, 3\)"):
+        jax.vmap(stacked_write)(stacked)
+
+
+def test_merge_does_not_check_values_it_cannot_know():
+    # The ModuleDef records no shapes: merge takes a vmap-stacked or shape-only version of the state.
+    state, moduledef = arrays().partition()
+    stacked = jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), state.filter("params", "counts"))
+    merged = moduledef.merge(stacked | state.filter("cache"))
+    assert merged.a.w.value.shape == (2, 2, 3) and merged.s is merged.z.tied
+    shapes = moduledef.merge(
+        jax.eval_shape(lambda s: s, state.filter("params", "counts")) | state.filter("cache")
+    )
+    assert shapes.b.n.value.shape == (3,)
 
 
 # -- ModuleDef: equality, hashing, jit -------------------------------------------------------------------
@@ -439,11 +630,20 @@ def test_repr_is_short_and_shows_structure():
 
 @pytest.mark.parametrize(
     ("value", "hint"),
-    [([1, 2], "tuple instead of a list"), (jnp.zeros(2), "Variable"), ({"k": 1}, "hashable")],
-    ids=["list", "array", "dict"],
+    [
+        ([1, 2], "tuple instead of a list"),
+        (jnp.zeros(2), "Variable"),
+        ({"k": 1}, "hashable"),
+        ((1, [2]), "unhashable tuple"),  # hashable container, unhashable inside
+        (frozenset({1}) | {2}, None),  # a frozenset is fine: no error expected
+    ],
+    ids=["list", "array", "dict", "list-in-tuple", "frozenset-ok"],
 )
 def test_unhashable_static_is_rejected_at_partition_time(value, hint):
     root = node(w=p(), child=node(config=value))
+    if hint is None:
+        assert root.partition()[1].merge(root.partition()[0]).child.config == value
+        return
     with pytest.raises(UnhashableStaticError, match=hint) as info:
         root.partition()
     assert info.value.path == ("child", "config")

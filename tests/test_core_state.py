@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nnx_conformance.core import State, StateConflictError, Variable
+from nnx_conformance.core import NNXError, State, StateConflictError, Variable
 
 
 def v(collection="params", value=None, sharding=None):
@@ -63,8 +63,13 @@ def test_string_key_error_explains_the_display_form():
 
 
 def test_duplicate_paths_in_items_are_rejected():
-    with pytest.raises(ValueError, match=r"duplicate path 'a/b' \(\('a', 'b'\)\)"):
+    with pytest.raises(ValueError, match=r"duplicate path 'a/b' \(\('a', 'b'\)\)") as info:
         State([(("a", "b"), v()), (("a", "b"), v())])
+    assert isinstance(info.value, NNXError) and info.value.path == ("a", "b")
+    shared = v()  # even the very same Variable twice: one entry per path
+    with pytest.raises(NNXError, match=r"use State\.union") as info:
+        State([(("c",), v()), (("a",), shared), (("b",), v()), (("a",), shared)])
+    assert info.value.path == ("a",)
 
 
 def test_malformed_items_are_rejected():
@@ -142,6 +147,17 @@ def test_filter_with_no_filter_matches_nothing(entries):
     assert len(State(entries).filter()) == 0
 
 
+def test_filter_by_an_absent_collection_is_empty_not_an_error(entries):
+    # The rule stated in SPEC.md (state.filter-partition): a collection no entry has selects nothing, on
+    # its own or next to others (never "nothing to filter by, keep everything").
+    state = State(entries)
+    assert state.filter("intermediates") == State()
+    assert list(state.filter("intermediates", "cache")) == [("a-b",)]
+    assert State().filter("params") == State()
+    part, rest = state.partition("intermediates")
+    assert len(part) == 0 and rest == state
+
+
 @pytest.mark.parametrize("bad", [3, None, int])
 def test_invalid_filters_are_rejected(bad, entries):
     with pytest.raises(TypeError):
@@ -155,6 +171,30 @@ def test_partition_is_disjoint_first_match_wins_rest_last(entries):
     assert list(top) == [("a-b",)]  # ("b",) is top-level too, but went to the first filter
     assert list(rest) == [("a", "y")]
     assert params.union(top, rest) == state
+
+
+def test_partition_with_several_filters_of_every_kind(entries):
+    class Cache(Variable):
+        pass
+
+    cached = Cache("cache", jnp.zeros(1))
+    state = State({**entries, ("c",): cached})
+    parts = state.partition(
+        "params",  # ("a", "x"), ("a/b",), ("b",)
+        lambda path, var: path[0] == "a",  # ("a", "y") only: ("a", "x") went to the first filter
+        "absent",  # matches nothing: an empty part, in its place
+        Cache,  # ("c",)
+        "params",  # a repeated filter gets nothing: every match already went to the first
+    )
+    assert len(parts) == 6
+    params, a_rest, absent, caches, again, rest = parts
+    assert list(params) == [("a", "x"), ("a/b",), ("b",)]
+    assert list(a_rest) == [("a", "y")]
+    assert len(absent) == 0 and len(again) == 0
+    assert list(caches) == [("c",)] and caches["c",] is cached
+    assert list(rest) == [("a-b",)]
+    assert all(isinstance(part, State) for part in parts)
+    assert State.union(*parts) == state and State.union(*reversed(parts)) == state
 
 
 def test_partition_without_filters_is_everything_as_rest(entries):
@@ -193,23 +233,99 @@ def test_union_accepts_agreeing_variables_and_keeps_the_first():
 
 
 @pytest.mark.parametrize(
-    "other",
+    ("left", "right"),
     [
-        lambda value: Variable("params", jnp.ones(2)),  # equal contents, but another value object
-        lambda value: Variable("batch_stats", value),
-        lambda value: Variable("params", value, sharding=("x",)),
-        lambda value: value,  # not a Variable at all
+        (jnp.ones(2), jnp.ones(2)),  # two arrays, equal contents
+        (jnp.ones(2), np.ones(2, np.float32)),  # a JAX and a numpy array: same dtype, shape, bytes
+        (jnp.full(2, jnp.nan), jnp.full(2, jnp.nan)),  # bytes, not ==: a NaN agrees with the same NaN
+        (np.float32(1.5), np.asarray(1.5, np.float32)),  # a numpy scalar and a 0-d array
+        (jax.random.key(3), jax.random.key(3)),  # typed keys, by key data
+        (1.5, 1.5),
+        (float("nan"), float("nan")),
+        ("config", "config"),
+        (None, None),
+        (jax.ShapeDtypeStruct((2,), jnp.float32), jax.ShapeDtypeStruct((2,), jnp.float32)),
     ],
-    ids=["other-value-object", "other-collection", "other-sharding", "not-a-variable"],
+    ids=["jax", "jax-numpy", "nan", "scalar-0d", "key", "float", "float-nan", "str", "none", "shape-dtype"],
 )
-def test_union_conflicts_name_the_path(other):
+def test_union_compares_values_not_objects(left, right):
+    # SPEC.md state.union-laws: only Variables that *differ* in value, collection or sharding conflict.
+    first = Variable("params", left, sharding=None)
+    second = Variable("params", right, sharding=None)
+    merged = State({("a",): first}) | State({("a",): second, ("b",): v()})
+    assert merged["a",] is first and list(merged) == [("a",), ("b",)]
+    assert (State({("a",): second}) | State({("a",): first}))["a",] is second
+
+
+@pytest.mark.parametrize(
+    ("other", "reason"),
+    [
+        (lambda value: Variable("params", jnp.zeros(2)), "different values"),
+        (lambda value: Variable("params", jnp.ones(2, jnp.int32)), "dtype float32 vs int32"),
+        (lambda value: Variable("params", jnp.ones(3)), r"shape \(2,\) vs \(3,\)"),
+        (lambda value: Variable("params", 1.0), "a JAX array vs a float"),
+        (lambda value: Variable("batch_stats", value), "collection 'params' vs 'batch_stats'"),
+        (lambda value: Variable("params", value, sharding=("x",)), r"sharding None vs \('x',\)"),
+        (lambda value: value, "not a Variable"),
+    ],
+    ids=[
+        "other-value",
+        "other-dtype",
+        "other-shape",
+        "array-vs-float",
+        "other-collection",
+        "other-sharding",
+        "not-a-variable",
+    ],
+)
+def test_union_conflicts_name_the_path_and_the_difference(other, reason):
     value = jnp.ones(2)
     left = State({("layers", "w"): Variable("params", value), ("z",): v()})
     right = State({("layers", "w"): other(value)})
-    with pytest.raises(StateConflictError, match=r"'layers/w' \(\('layers', 'w'\)\)") as info:
+    for operands in ((left, right), (right, left)):
+        with pytest.raises(StateConflictError, match=r"'layers/w' \(\('layers', 'w'\)\)") as info:
+            State.union(*operands)
+        assert info.value.path == ("layers", "w")
+        assert isinstance(info.value, ValueError)
+    with pytest.raises(StateConflictError, match=reason):
         left.union(right)
-    assert info.value.path == ("layers", "w")
-    assert isinstance(info.value, ValueError)
+
+
+def test_union_signed_zeros_differ():
+    zero = State({("a",): Variable("params", jnp.zeros(2))})
+    negative = State({("a",): Variable("params", -jnp.zeros(2))})
+    assert bool(jnp.all(zero["a",].value == negative["a",].value))  # == calls them equal; the bytes differ
+    with pytest.raises(StateConflictError, match="different values"):
+        zero | negative
+
+
+def test_union_inside_jit_agrees_on_shared_tracers_and_refuses_different_ones():
+    state = State({("a",): v(value=jnp.ones(2)), ("b",): v("cache", value=jnp.zeros(2))})
+
+    def recombine(s):
+        params, rest = s.partition("params")  # parts of one state share their (traced) value objects
+        return rest | params | s
+
+    out = jax.jit(recombine)(state)
+    assert list(out) == [("a",), ("b",)]
+    np.testing.assert_array_equal(out["a",].value, jnp.ones(2))
+
+    def equal_but_distinct(s):
+        copy = jax.tree_util.tree_map(lambda x: x + 0, s)  # new tracers, (at run time) equal values
+        return s | copy
+
+    with pytest.raises(StateConflictError, match="traced values") as info:
+        jax.jit(equal_but_distinct)(state)
+    assert info.value.path == ("a",)
+    # Eagerly the same program is fine: the values are concrete and compare equal.
+    assert list(equal_but_distinct(state)) == [("a",), ("b",)]
+
+
+def test_union_inside_vmap_follows_the_same_rule():
+    stacked = State({("a",): v(value=jnp.ones((3, 2)))})
+    assert list(jax.vmap(lambda s: s | s.filter("params"))(stacked)) == [("a",)]
+    with pytest.raises(StateConflictError, match="traced values"):
+        jax.vmap(lambda s: s | jax.tree_util.tree_map(jnp.negative, s))(stacked)
 
 
 def test_or_with_a_non_state_is_a_type_error():
