@@ -59,7 +59,9 @@ def run_isolated(
     """Run ``func(adapter, *args)`` (``func`` is ``pkg.module:name``) in a child interpreter.
 
     ``args`` and the return value must be JSON-serialisable. ``env`` adds variables (e.g.
-    ``PYTHONHASHSEED``). The child sees the parent's ``sys.path`` so test-local adapters resolve.
+    ``PYTHONHASHSEED``). The child sees the parent's ``sys.path`` so test-local adapters resolve, and runs
+    on the parent's JAX platform (``JAX_PLATFORMS`` from ``env``, else from this process's environment,
+    else the backend this process's JAX uses) without preallocating accelerator memory.
     """
     spec = adapter_spec(adapter)
     if spec is None:
@@ -68,7 +70,12 @@ def run_isolated(
             "('pkg.module:Attr') or define its class at module level"
         )
     child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **(env or {})}
-    child_env.setdefault("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
+    if "JAX_PLATFORMS" not in child_env:  # neither ``env`` nor this process's environment chose one
+        backend = _parent_backend()
+        if backend is not None:
+            child_env["JAX_PLATFORMS"] = backend
+    # The parent already holds the accelerator: a child grabbing 75% of its memory up front would fail.
+    child_env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     payload = json.dumps({"adapter": spec, "func": func, "args": list(args)})
     try:
         proc = subprocess.run(
@@ -81,13 +88,31 @@ def run_isolated(
             check=False,
         )
     except subprocess.TimeoutExpired as err:
-        return IsolatedResult(returncode=-9, stderr=f"timed out after {timeout}s\n{err.stderr or ''}")
+        partial = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else err.stderr or ""
+        return IsolatedResult(returncode=-9, stderr=f"timed out after {timeout}s\n{partial}")
     if proc.returncode != 0:
         return IsolatedResult(returncode=proc.returncode, stderr=proc.stderr)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     return IsolatedResult(
         returncode=0, value=result.get("value"), error=result.get("error"), stderr=proc.stderr
     )
+
+
+def _parent_backend() -> str | None:
+    """The platform this process's JAX computes on (``cpu``, ``gpu``, ``tpu``...), for a child to use too.
+
+    ``None`` when JAX is not imported here (the child then picks its platform as this process would) or
+    has no backend. A check run in a child judges the implementation on the platform the rest of the run
+    uses, e.g. the GPU rather than a CPU fallback.
+    """
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return None
+    try:
+        backend: str = jax.default_backend()
+    except Exception:  # no backend could be initialised here; let the child report its own error
+        return None
+    return backend
 
 
 def _resolve(target: str) -> Any:

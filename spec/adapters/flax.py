@@ -83,6 +83,12 @@ def _variable_type(collection: str) -> type[nnx.Variable[Any]]:
     return cls
 
 
+def _on_protocol_paths(predicate: Callable[[Path, Any], bool]) -> Callable[[tuple[Any, ...], Any], bool]:
+    """A protocol predicate (paths of ``str``) as a flax one (paths of keys, ``int`` in flax's own
+    containers), given paths spelled as :meth:`FlaxAdapter.state_items` spells them."""
+    return lambda path, variable: predicate(tuple(str(key) for key in path), variable)
+
+
 def _module_type(type_name: str) -> type[nnx.Module]:
     cls = _MODULE_TYPES.get(type_name)
     if cls is None:
@@ -266,7 +272,7 @@ class FlaxAdapter:
         return nnx.from_flat_state([(tuple(path), var) for path, var in items])
 
     def filter(self, state: Any, *filters: Filter) -> nnx.State:
-        predicates = [_variable_type(f) if isinstance(f, str) else f for f in filters]
+        predicates = [_variable_type(f) if isinstance(f, str) else _on_protocol_paths(f) for f in filters]
         return nnx.filter_state(state, nnx.Any(*predicates))
 
     def union(self, *states: Any) -> nnx.State:

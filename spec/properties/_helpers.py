@@ -8,7 +8,7 @@ under test (Hypothesis prints ``note()`` text only for the final, minimal exampl
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from hypothesis import HealthCheck, note, settings
@@ -22,7 +22,15 @@ JAX_SETTINGS = settings(
 """Apply to every property that runs JAX (i.e. all of them)."""
 
 
-SMALL: dict[str, int] = {"max_nodes": 5, "max_vars": 4, "max_statics": 2}
+class GraphSize(TypedDict, total=False):
+    """Size arguments of :func:`~nnx_conformance.strategies.graphs`, so ``graphs(caps, **SMALL)`` checks."""
+
+    max_nodes: int
+    max_vars: int
+    max_statics: int
+
+
+SMALL: GraphSize = {"max_nodes": 5, "max_vars": 4, "max_statics": 2}
 """Graph size for the graph and errors properties: enough for sharing, cycles and separator twins, cheap
 to run 100x."""
 
@@ -76,4 +84,4 @@ def budget(fraction: float, minimum: int = 5) -> settings:
     Evaluated at import, after the profile (``--hypothesis-profile``, ``--max-examples``) is loaded, so
     ``thorough`` still scales these up instead of being overridden by a hard-coded count.
     """
-    return settings(JAX_SETTINGS, max_examples=max(minimum, int(settings.default.max_examples * fraction)))
+    return settings(JAX_SETTINGS, max_examples=max(minimum, int(settings().max_examples * fraction)))

@@ -156,7 +156,7 @@ def expect_graph(impl: Any, root: Any, expected: Blueprint, what: str) -> None:
 
 def _identity_problems(impl: Any, root: Any, o: Oracle, limit: int = 3) -> list[str]:
     """Pairs of paths that should reach one object but reach two (sharing or a cycle lost)."""
-    problems = []
+    problems: list[str] = []
     for ref, paths in o.aliases.items():
         try:
             objs = [at_path(impl, root, p) for p in paths]

@@ -210,7 +210,7 @@ def another_name(
         return sum(other < name for other in siblings)
 
     in_place = [n for n in free if place(n) == place(attrs[k][0])]
-    if in_place and data.draw(st.booleans(), label="rename in place"):
+    if bool(in_place) and data.draw(st.booleans(), label="rename in place"):
         free = in_place
     return data.draw(st.sampled_from(free), label="new name") if free else fresh_name(capabilities, taken)
 

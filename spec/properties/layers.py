@@ -123,7 +123,7 @@ def _assert_close(got: Any, want: Any, what: str, **tolerance: float) -> None:
     g, w = np.asarray(got), np.asarray(want)
     assert g.shape == w.shape, f"{what}: shape {g.shape}, expected {w.shape}"
     tol = {**TOLERANCE, **tolerance}
-    if not np.allclose(g, w, **tol):
+    if not np.allclose(g, w, rtol=tol["rtol"], atol=tol["atol"]):
         bad = np.abs(g.astype(np.float64) - w) - tol["rtol"] * np.abs(w)
         i = np.unravel_index(int(np.argmax(bad)), g.shape)
         raise AssertionError(

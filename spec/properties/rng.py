@@ -393,7 +393,7 @@ def stream_statistics(bits: np.ndarray, names: Sequence[str]) -> list[tuple[str,
 
 
 @clause("rng.statistics")
-@settings(JAX_SETTINGS, max_examples=max(200, settings.default.max_examples))
+@settings(JAX_SETTINGS, max_examples=max(200, settings().max_examples))
 @given(seed=SEEDS, before=st.integers(0, 2))
 def test_sibling_streams_are_jointly_uniform_and_uncorrelated(impl, seed, before):
     """A parent and three forks, eight draws each, 512 random words per key: no test rejects.

@@ -27,6 +27,7 @@ child runs a fixed handful of cases, not ``@given`` examples: each interpreter s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -466,7 +467,7 @@ def _placement_check(impl: Any, mode: str) -> dict[str, Any]:
     cases: list[tuple[str, Callable[[], list[str]]]] = [
         (
             f"Linear({din}, {dout}, sharding={annotation!r})",
-            lambda annotation=annotation, seed=seed: _linear_case(impl, mesh, din, dout, annotation, seed),
+            functools.partial(_linear_case, impl, mesh, din, dout, annotation, seed),
         )
         for seed, annotation in enumerate(LINEAR_ANNOTATIONS)
     ]

@@ -228,6 +228,7 @@ def _draw_graph(draw: st.DrawFn, cfg: _Config) -> Blueprint:
     deep, root_type = draw(_STYLE)
     mixed = root_type is not None  # mixed types in half the graphs; the rest (and shrunk ones) all "A"
     types = [root_type or TYPE_NAMES[0]]
+    type_: str | None  # the next node's type; ``None`` from _NEXT_NODE ends the tree
     while True:
         if len(parent) < cfg.min_nodes:
             type_ = draw(_TYPES) if mixed else TYPE_NAMES[0]

@@ -257,6 +257,7 @@ def chain(depth: int, *, leaf_only: bool = False, collection: str = "params") ->
 
     if depth < 0:
         raise ValueError(f"depth must be >= 0, got {depth}")
+    variables: tuple[VarSpec, ...]
     if leaf_only:
         variables = (VarSpec.of(collection, np.float32(depth)),)
         owner = {depth: 0}

@@ -12,7 +12,7 @@ any existing context, so programs interleave streams (switching context) rather 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 from hypothesis import strategies as st
@@ -40,8 +40,12 @@ class RngProgram:
         return 1 + sum(kind == "fork" for kind, _ in self.ops)
 
 
-class RngRecord(NamedTuple):
-    """What one op did. ``key_data`` (uint32) for draws; ``child`` (the new context id) for forks."""
+@dataclasses.dataclass(frozen=True)
+class RngRecord:
+    """What one op did. ``key_data`` (uint32) for draws; ``child`` (the new context id) for forks.
+
+    A frozen dataclass, not a ``NamedTuple``: a tuple's field ``count`` would shadow ``tuple.count``.
+    """
 
     ctx_id: int
     op_index: int
@@ -54,7 +58,7 @@ class RngRecord(NamedTuple):
     child: int | None = None
 
 
-_KIND = st.sampled_from(("draw", "fork"))
+_KIND: st.SearchStrategy[OpKind] = st.sampled_from(("draw", "fork"))
 _MORE_OPS = st.sampled_from((False, True, True, True, True, True, True, True))
 
 
