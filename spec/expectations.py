@@ -19,7 +19,11 @@ from pathlib import Path
 
 
 class ExpectationsError(ValueError):
-    """A malformed expectations file; the message names the file and line."""
+    """An unreadable or malformed expectations file; the message names the file (and line) and the fix."""
+
+
+class ExpectationWarning(UserWarning):
+    """An expectations entry that names no clause or property of this version of the spec."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +39,7 @@ def parse(path: Path) -> list[Expectation]:
     """Read one expectations file: ``KEY: reason`` lines, ``#`` comments and blank lines."""
     entries: list[Expectation] = []
     seen: set[str] = set()
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, raw in enumerate(_read(path).splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -51,6 +55,24 @@ def parse(path: Path) -> list[Expectation]:
         seen.add(key)
         entries.append(Expectation(key, reason, where))
     return entries
+
+
+def _read(path: Path) -> str:
+    fix = "give the path of a text file of 'clause.id: reason' lines"
+    if not path.exists():
+        raise ExpectationsError(f"{path}: no such file; {fix}")
+    if path.is_dir():
+        raise ExpectationsError(f"{path}: is a directory; {fix}")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ExpectationsError(f"{path}: cannot be read ({err.strerror}); {fix}") from None
+    if b"\0" in data:
+        raise ExpectationsError(f"{path}: is a binary file, not text; {fix}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ExpectationsError(f"{path}: is not UTF-8 text (byte {err.start}); {fix}") from None
 
 
 def match(entries: list[Expectation], clause_id: str | None, test_name: str) -> Expectation | None:

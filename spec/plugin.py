@@ -1,46 +1,46 @@
 """The pytest plugin that turns the properties into a conformance run.
 
-Registered through the ``pytest11`` entry point, so it is active wherever nnx-conformance is installed.
-It therefore does nothing costly unless a spec property is collected: options are cheap, adapters are
-imported lazily, and Hypothesis profiles are only *registered* (never loaded) unless asked for.
+Registered through the ``pytest11`` entry point, so it is active in every pytest run of any project where
+nnx-conformance is installed. It therefore touches nothing but its own tests: its options are namespaced
+(``--nnx-*``), it never loads a Hypothesis profile or changes another test's settings, and it imports no
+adapter unless an implementation is named or a spec property runs.
 
-* ``--nnx-impl core,seed,pkg.mod:Attr`` (or ``$NNX_IMPL``) parametrizes the session-scoped ``impl`` fixture.
-  It is session-scoped because Hypothesis rejects function-scoped fixtures under ``@given``; all
-  randomness stays inside ``@given`` so xdist workers collect identical test lists.
-* A property whose clause needs a capability the implementation disclaims is skipped with the reason.
-* Known deviations (``spec/expectations/NAME.txt``) become non-strict xfails of that implementation.
-* The terminal summary and ``--nnx-report PATH`` (JSON, plus a Markdown matrix beside it) give the
-  outcome clause by clause.
+Where the adapter comes from. The session-scoped ``impl`` fixture is the one source: the plugin's own
+fixture, parametrized by ``--nnx-impl`` / ``$NNX_IMPL`` / an entry-point name (default ``core``), or a
+``conftest.py`` override of ``impl``. Test labels, capability skips, known deviations and the report's
+implementation name all follow whichever provided the adapter (an override's tests carry no
+``[name]`` label; the report names them by the adapter's ``name``).
 
-To use another adapter in your own ``conftest.py``, override the fixture::
-
-    @pytest.fixture(scope="session")
-    def impl():
-        return MyAdapter()
+Everything a user can get wrong is checked in :func:`pytest_configure`, in the controlling process before
+xdist starts a worker (see :mod:`nnx_conformance.spec.options`), and surfaces as one ``UsageError``
+(exit code 4) naming the target, the error and the fix.
 """
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
+from nnx_conformance.spec import checked as _checked
 from nnx_conformance.spec import expectations as _expectations
 from nnx_conformance.spec import registry
-from nnx_conformance.spec.clauses import MARKER, properties, spec_clauses
+from nnx_conformance.spec.clauses import MARKER, spec_clauses
+from nnx_conformance.spec.options import RunOptions, parse_options
 from nnx_conformance.spec.report import Conformance, Outcome, short_message
 
 pytest.register_assert_rewrite("nnx_conformance.spec.properties")
 
-_IMPLS = pytest.StashKey[list]()
+_OPTIONS = pytest.StashKey[RunOptions]()
 _RESULTS = pytest.StashKey[Conformance]()
+_OVERRIDE = pytest.StashKey[bool]()
+_ADAPTER = pytest.StashKey[Any]()
 _PROFILES_REGISTERED = False
 
-
-class ExpectationWarning(UserWarning):
-    """An expectations entry that matches nothing, or an expected failure that now passes."""
+_IMPL_NAME = "nnx_impl"
+_IMPL_INFO = "nnx_impl_info"
+_CLAUSE = "nnx_clause"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,9 +49,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--nnx-impl",
         default=None,
         help="implementations to check, comma separated: core, seed, flax, a registered name, or "
-        "pkg.module:Attr (default: $NNX_IMPL, else core)",
+        "pkg.module:Attr (default: $NNX_IMPL, else core; ignored where a conftest.py overrides `impl`)",
     )
-    group.addoption("--nnx-report", default=None, metavar="PATH", help="write a JSON report (and PATH.md)")
+    group.addoption(
+        "--nnx-report", default=None, metavar="PATH", help="write a JSON report at PATH (and PATH.md beside it)"
+    )
     group.addoption(
         "--nnx-clause",
         action="append",
@@ -64,16 +66,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         metavar="NAME=PATH",
-        help="known-deviations file for implementation NAME (overrides the built-in one)",
+        help="known-deviations file for implementation NAME (as written in --nnx-impl, or the adapter's "
+        "name); replaces the built-in or the adapter's own file; repeatable",
     )
     group.addoption(
         "--nnx-no-expectations", action="store_true", help="ignore every expectations file (see raw outcomes)"
     )
-    group.addoption("--max-examples", type=int, default=None, help="Hypothesis max_examples for this run")
+    group.addoption(
+        "--nnx-max-examples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Hypothesis max_examples of the spec properties (cheaper ones scale from it); other tests keep "
+        "their own settings",
+    )
 
 
 def _register_profiles() -> None:
-    """Register ``dev`` and ``thorough`` (``ci`` is Hypothesis' built-in, loaded when CI is set)."""
+    """Register ``dev`` and ``thorough`` (``ci`` is Hypothesis' built-in, loaded when CI is set).
+
+    Registered only, never loaded: which profile runs is the user's choice (``--hypothesis-profile``).
+    """
     global _PROFILES_REGISTERED
     if _PROFILES_REGISTERED:
         return
@@ -97,127 +110,163 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", f"{MARKER}(clause_id, needs=()): the spec clause a property checks (see spec/SPEC.md)"
     )
     _register_profiles()
-    try:
-        config.stash[_IMPLS] = registry.parse_impls(config.getoption("--nnx-impl"))
-    except registry.ImplementationError as err:
-        raise pytest.UsageError(str(err)) from None
+    options = parse_options(config)  # raises pytest.UsageError on any bad option
+    config.stash[_OPTIONS] = options
     config.stash[_RESULTS] = Conformance(clause_order=list(spec_clauses()))
-    config.pluginmanager.register(_Recorder(config), "nnx-conformance-recorder")
-    n = config.getoption("--max-examples")
-    if n is not None:
-        from hypothesis import settings
+    config.stash[_OVERRIDE] = False
+    for message in options.warnings:
+        config.issue_config_time_warning(_expectations.ExpectationWarning(message), stacklevel=2)
+    if options.max_examples is not None:
+        from nnx_conformance.spec.properties import _helpers
 
-        settings.register_profile("nnx-max-examples", parent=settings.default, max_examples=n)
-        settings.load_profile("nnx-max-examples")
+        _helpers.MAX_EXAMPLES = options.max_examples
+    config.pluginmanager.register(_Recorder(config), "nnx-conformance-recorder")
+
+
+# -- the impl fixture and where it comes from ---------------------------------------------------------------
+
+
+def _is_spec_item(item: pytest.Item) -> bool:
+    return item.get_closest_marker(MARKER) is not None and "impl" in getattr(item, "fixturenames", ())
+
+
+def _overridden(metafunc: pytest.Metafunc) -> bool:
+    """Whether the ``impl`` in effect for this test is someone else's fixture, not ours."""
+    defs = metafunc._arg2fixturedefs.get("impl")  # the public API has no "which fixture wins" query
+    if not defs:
+        return False
+    func = getattr(defs[-1], "func", None)
+    return getattr(func, "__module__", None) != __name__
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "impl" in metafunc.fixturenames and metafunc.definition.get_closest_marker(MARKER):
-        impls = metafunc.config.stash[_IMPLS]
-        metafunc.parametrize("impl", impls, ids=[s.name for s in impls], indirect=True, scope="session")
+    if "impl" not in metafunc.fixturenames or not metafunc.definition.get_closest_marker(MARKER):
+        return
+    if _overridden(metafunc):
+        metafunc.config.stash[_OVERRIDE] = True
+        return
+    impls = metafunc.config.stash[_OPTIONS].impls
+    metafunc.parametrize("impl", impls, ids=[s.name for s in impls], indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
 def impl(request: pytest.FixtureRequest) -> Any:
     """The adapter of the implementation under test (one per ``--nnx-impl`` entry)."""
+    spec = getattr(request, "param", None)
+    if not isinstance(spec, registry.ImplSpec):
+        spec = request.config.stash[_OPTIONS].impls[0]
     try:
-        return registry.load(request.param)
-    except registry.ImplementationError as err:
+        adapter = registry.load(spec)
+        _checked.validate(adapter, spec.target)
+    except (registry.ImplementationError, _checked.AdapterError) as err:
         pytest.fail(str(err), pytrace=False)
+    return adapter
 
 
-def _impl_of(item: pytest.Item) -> registry.ImplSpec | None:
+def _label_of(item: pytest.Item) -> registry.ImplSpec | None:
     callspec = getattr(item, "callspec", None)
-    return callspec.params.get("impl") if callspec is not None else None
+    spec = callspec.params.get("impl") if callspec is not None else None
+    return spec if isinstance(spec, registry.ImplSpec) else None
 
 
-def _load_expectations(config: pytest.Config) -> dict[str, list[_expectations.Expectation]]:
-    if config.getoption("--nnx-no-expectations"):
-        return {}
-    overrides: dict[str, Path] = {}
-    for raw in config.getoption("--nnx-expectations"):
-        name, sep, path = raw.partition("=")
-        if not sep:
-            raise pytest.UsageError(f"--nnx-expectations takes NAME=PATH, got {raw!r}")
-        overrides[name] = Path(path)
-    loaded: dict[str, list[_expectations.Expectation]] = {}
-    for spec in config.stash[_IMPLS]:
-        path = overrides.get(spec.name)
-        if path is None:
-            adapter = None
-            if spec.name not in registry.BUILTINS:  # a third-party adapter may carry its own file
-                try:
-                    adapter = registry.load(spec)
-                except registry.ImplementationError:
-                    adapter = None
-            path = registry.expectations_path(spec, adapter)
-        if path is None:
-            continue
-        try:
-            loaded[spec.name] = _expectations.parse(path)
-        except (OSError, _expectations.ExpectationsError) as err:
-            raise pytest.UsageError(f"expectations for {spec.name!r}: {err}") from None
-    return loaded
+def _clause_of(item: pytest.Item) -> str:
+    marker = item.get_closest_marker(MARKER)
+    assert marker is not None
+    return str(marker.args[0])
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    spec_items = [item for item in items if item.get_closest_marker(MARKER) and _impl_of(item)]
-    if not spec_items:
-        return
-    wanted = config.getoption("--nnx-clause")
-    if wanted:
-        unknown = [w for w in wanted if not any(c == w or c.startswith(w) for c in spec_clauses())]
-        if unknown:
-            raise pytest.UsageError(f"--nnx-clause names no clause of SPEC.md: {', '.join(unknown)}")
+    options = config.stash[_OPTIONS]
+    if options.clauses:
         keep, drop = [], []
         for item in items:
             marker = item.get_closest_marker(MARKER)
             cid = marker.args[0] if marker else None
-            (keep if cid is None or any(cid == w or cid.startswith(w) for w in wanted) else drop).append(item)
+            wanted = cid is None or any(cid == w or cid.startswith(w) for w in options.clauses)
+            (keep if wanted else drop).append(item)
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
-    # Judge entries against every registered property, not just the collected ones, so running a single
-    # spec file does not warn about entries for the others.
-    known_tests = {fn.__name__ for fns in properties().values() for fn in fns}
-    known_tests.update(item.originalname for item in spec_items)
-    for name, entries in _load_expectations(config).items():
-        for entry in entries:
-            if entry.key not in spec_clauses() and entry.key not in known_tests:
-                warnings.warn(
-                    ExpectationWarning(f"{entry.source}: {entry.key!r} names no clause or property ({name})"),
-                    stacklevel=1,
-                )
-        for item in spec_items:
-            spec = _impl_of(item)
-            if spec is None or spec.name != name:
-                continue
-            cid = item.get_closest_marker(MARKER).args[0]
-            hit = _expectations.match(entries, cid, item.originalname)
-            if hit is not None:
-                item.add_marker(
-                    pytest.mark.xfail(reason=f"known deviation ({hit.source}): {hit.reason}", strict=False)
-                )
-    for item in spec_items:
-        item.user_properties.append(("nnx_impl", _impl_of(item).name))
-        item.user_properties.append(("nnx_clause", item.get_closest_marker(MARKER).args[0]))
+    for item in items:
+        if not _is_spec_item(item):
+            continue
+        item.user_properties.append((_CLAUSE, _clause_of(item)))
+        spec = _label_of(item)
+        if spec is None:
+            continue  # an overridden fixture: named and judged once the adapter exists (setup)
+        item.user_properties.append((_IMPL_NAME, spec.name))
+        hit = _expectations.match(options.expectations.get(spec.name, []), _clause_of(item), item.originalname)
+        if hit is not None:
+            item.add_marker(pytest.mark.xfail(reason=f"known deviation ({hit.source}): {hit.reason}", strict=False))
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
+_VALIDATED: dict[int, str | None] = {}
+_PROXIES: dict[int, Any] = {}
+
+
+def _override_adapter(item: pytest.Item, adapter: Any) -> str:
+    """Validate an adapter a ``conftest.py`` fixture returned (once) and give it its run name."""
+    key = id(adapter)
+    if key not in _VALIDATED:
+        try:
+            _checked.validate(adapter, f"the `impl` fixture ({item.nodeid.split('::')[0]})")
+        except _checked.AdapterError as err:
+            _VALIDATED[key] = str(err)
+        else:
+            _VALIDATED[key] = None
+    message = _VALIDATED[key]
+    if message is not None:
+        pytest.fail(message, pytrace=False)
+    return str(adapter.name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    result = yield  # the fixtures, ``impl`` included, are set up now
+    if not _is_spec_item(item) or not hasattr(item, "funcargs"):
+        return result
+    options = item.config.stash[_OPTIONS]
+    adapter = item.funcargs["impl"]
+    spec = _label_of(item)
+    if spec is None:
+        name = _override_adapter(item, adapter)
+        item.user_properties.append((_IMPL_NAME, name))
+        entries = options.expectations_for_override(name, adapter)
+        hit = _expectations.match(entries, _clause_of(item), getattr(item, "originalname", item.name))
+        if hit is not None:
+            item.add_marker(pytest.mark.xfail(reason=f"known deviation ({hit.source}): {hit.reason}", strict=False))
+    item.user_properties.append((_IMPL_INFO, registry.adapter_info(adapter)))
+    proxy = _PROXIES.get(id(adapter))
+    if proxy is None:  # one per adapter: jit caches and trace counts key on it
+        proxy = _PROXIES[id(adapter)] = _checked.checked(adapter, spec.target if spec is not None else None)
+    item.funcargs["impl"] = proxy
     marker = item.get_closest_marker(MARKER)
-    spec = _impl_of(item)
-    if marker is None or spec is None:
-        return
-    try:
-        adapter = registry.load(spec)
-    except registry.ImplementationError:
-        return  # the fixture reports the import error as a failure
+    assert marker is not None
     missing = adapter.capabilities.missing(marker.kwargs.get("needs", ()))
     if missing:
-        pytest.skip(f"{spec.name} does not claim capability {', '.join(missing)} (clause {marker.args[0]})")
+        label = spec.name if spec is not None else adapter.name
+        pytest.skip(f"{label} does not claim capability {', '.join(missing)} (clause {marker.args[0]})")
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Fail a property whose adapter returned a malformed value, even if the property swallowed the error
+    (several properties treat any exception as "the implementation refused", as they should)."""
+    proxy = getattr(item, "funcargs", {}).get("impl") if _is_spec_item(item) else None
+    try:
+        result = yield
+    finally:
+        violations = _checked.take_violations(proxy)  # [] for anything but a proxy; always forgotten
+    if violations:
+        raise violations[0]
+    return result
+
+
+# -- collecting outcomes ------------------------------------------------------------------------------------
 
 
 def _outcome(report: pytest.TestReport) -> str | None:
@@ -235,7 +284,7 @@ def _outcome(report: pytest.TestReport) -> str | None:
     return None
 
 
-def _header(results: Conformance, config: pytest.Config) -> None:
+def _header(results: Conformance) -> None:
     import jax
 
     results.header = {
@@ -244,27 +293,6 @@ def _header(results: Conformance, config: pytest.Config) -> None:
         "devices": jax.device_count(),
         "device_kind": jax.devices()[0].device_kind,
     }
-    for spec in config.stash[_IMPLS]:
-        if spec.name not in results.implementations:
-            continue
-        info: dict[str, Any] = {"target": spec.target}
-        try:
-            adapter = registry.load(spec)
-        except registry.ImplementationError as err:
-            info["error"] = str(err)
-        else:
-            caps = adapter.capabilities
-            info["capabilities"] = {
-                k: (sorted(v) if isinstance(v, frozenset) else v)
-                for k, v in vars(caps).items()
-                if k != "reserved_names"
-            }
-            version = getattr(adapter, "version", None)
-            if version:
-                info["version"] = version
-            if caps.max_depth < 10_000:
-                info["note"] = f"declared max_depth {caps.max_depth}"
-        results.implementations[spec.name].update(info)
 
 
 class _Recorder:
@@ -275,25 +303,38 @@ class _Recorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
-        if "nnx_clause" not in props:
+        if _CLAUSE not in props:
             return
         status = _outcome(report)
         if status is None:
             return
+        impl = props.get(_IMPL_NAME) or "impl fixture (failed before naming its adapter)"
         message = ""
         if status == "fail":
             message = short_message(report.longreprtext)
         elif status in ("skip", "xfail"):
             longrepr = report.longrepr
             message = getattr(report, "wasxfail", "") or (longrepr[2] if isinstance(longrepr, tuple) else "")
-        outcome = Outcome(report.nodeid, status, report.duration, message)
-        self.config.stash[_RESULTS].add(props["nnx_impl"], props["nnx_clause"], outcome)
+        results = self.config.stash[_RESULTS]
+        results.add(impl, props[_CLAUSE], Outcome(report.nodeid, status, report.duration, message))
+        info = props.get(_IMPL_INFO)
+        if isinstance(info, dict):
+            results.implementations[impl].setdefault("adapter", info)
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         results = config.stash[_RESULTS]
+        options = config.stash[_OPTIONS]
+        unused = options.unclaimed_expectations(set(results.implementations))
+        if unused and results.implementations:
+            terminalreporter.write_line(
+                "ERROR: --nnx-expectations names no implementation of this run: "
+                + "; ".join(unused)
+                + f" (implementations: {', '.join(results.implementations)})",
+                red=True,
+            )
         if not results.implementations:
             return
-        _header(results, config)
+        _header(results)
         terminalreporter.section("NNX conformance")
         h = results.header
         terminalreporter.write_line(
@@ -301,7 +342,13 @@ class _Recorder:
         )
         for line in results.terminal_lines():
             terminalreporter.write_line(line)
-        path = config.getoption("--nnx-report")
-        if path:
-            written = results.write(Path(path))
+        if options.report is not None and not hasattr(config, "workerinput"):
+            written = results.write(options.report)
             terminalreporter.write_line("report: " + ", ".join(str(p) for p in written))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        results = self.config.stash[_RESULTS]
+        options = self.config.stash[_OPTIONS]
+        if results.implementations and options.unclaimed_expectations(set(results.implementations)):
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR

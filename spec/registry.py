@@ -91,33 +91,79 @@ def resolve(entry: str) -> ImplSpec:
 _CACHE: dict[str, Any] = {}
 
 
+def _where(err: BaseException) -> str:
+    """``file:line`` of the innermost frame of ``err``'s traceback, to point at the user's code."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" (at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno})" if tb is not None else ""
+
+
 def load(spec: ImplSpec) -> Adapter:
-    """Import and instantiate the adapter (once per process)."""
+    """Import and instantiate the adapter (once per process).
+
+    Whatever goes wrong -- a missing package, an exception raised while importing the module or in the
+    adapter's constructor -- becomes one :class:`ImplementationError` that names the implementation, the
+    step, the original exception and where it was raised.
+    """
     if spec.target in _CACHE:
         return _CACHE[spec.target]
     module_name, _, attr = spec.target.partition(":")
+    what = f"implementation {spec.name!r}" + (f" ({spec.target})" if spec.target != spec.name else "")
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
         raise ImplementationError(
-            f"cannot import {module_name!r} for implementation {spec.name!r}: {err}"
+            f"cannot import {module_name!r} for {what}: {type(err).__name__}: {err}. Install the package "
+            "in this environment, or put its folder on sys.path (e.g. run pytest from that folder or set "
+            "PYTHONPATH)"
+        ) from err
+    except Exception as err:
+        raise ImplementationError(
+            f"importing {module_name!r} for {what} raised {type(err).__name__}: {err}{_where(err)}"
         ) from err
     try:
         obj = getattr(module, attr)
     except AttributeError as err:
         raise ImplementationError(
-            f"{module_name!r} has no attribute {attr!r} (implementation {spec.name!r})"
+            f"{module_name!r} has no attribute {attr!r} ({what}); check the name after the ':'"
         ) from err
-    adapter = obj() if callable(obj) and not _looks_like_adapter(obj) else obj
-    if not _looks_like_adapter(adapter):
-        raise ImplementationError(
-            f"{spec.target!r} did not give an adapter: it needs 'name', 'capabilities' and the methods of "
-            "nnx_conformance.spec.adapter.Adapter"
-        )
+    if callable(obj) and not _looks_like_adapter(obj):
+        try:
+            adapter = obj()
+        except Exception as err:
+            raise ImplementationError(
+                f"calling {spec.target}() to make the adapter for {what} raised "
+                f"{type(err).__name__}: {err}{_where(err)}"
+            ) from err
+    else:
+        adapter = obj
     with contextlib.suppress(AttributeError):  # a frozen adapter keeps its spec in the ImplSpec only
         adapter.spec = spec.target
     _CACHE[spec.target] = adapter
     return adapter
+
+
+def adapter_info(adapter: Any) -> dict[str, Any]:
+    """What the report says about an adapter: plain JSON data (it travels from xdist workers)."""
+    info: dict[str, Any] = {"name": getattr(adapter, "name", None)}
+    target = getattr(adapter, "spec", None)
+    if target:
+        info["target"] = target
+    version = getattr(adapter, "version", None)
+    if version:
+        info["version"] = str(version)
+    caps = getattr(adapter, "capabilities", None)
+    if dataclasses.is_dataclass(caps) and not isinstance(caps, type):
+        info["capabilities"] = {
+            k: (sorted(v) if isinstance(v, frozenset) else v)
+            for k, v in dataclasses.asdict(caps).items()
+            if k != "reserved_names"
+        }
+        max_depth = info["capabilities"].get("max_depth")
+        if isinstance(max_depth, int) and max_depth < 10_000:
+            info["note"] = f"declared max_depth {max_depth}"
+    return info
 
 
 def _looks_like_adapter(obj: Any) -> bool:
@@ -129,5 +175,7 @@ def expectations_path(spec: ImplSpec, adapter: Any | None = None) -> Path | None
     own = getattr(adapter, "expectations", None)
     if own:
         return Path(own)
+    if BUILTINS.get(spec.name) != spec.target:
+        return None
     builtin = _EXPECTATIONS_DIR / f"{spec.name}.txt"
     return builtin if builtin.exists() else None

@@ -78,10 +78,18 @@ def paths(impl: Any, state: Any) -> list[tuple[str, ...]]:
     return [p for p, _ in impl.state_items(state)]
 
 
-def budget(fraction: float, minimum: int = 5) -> settings:
-    """Settings for an expensive property: a fraction of the loaded profile's ``max_examples``.
+MAX_EXAMPLES: int | None = None
+"""``--nnx-max-examples``: the spec's own budget, set by the plugin before any property module is imported.
+``None`` means the loaded profile's ``max_examples``. The plugin never loads a profile for this, so the
+user's other Hypothesis tests keep their settings."""
 
-    Evaluated at import, after the profile (``--hypothesis-profile``, ``--max-examples``) is loaded, so
-    ``thorough`` still scales these up instead of being overridden by a hard-coded count.
+
+def budget(fraction: float = 1.0, minimum: int = 5) -> settings:
+    """Settings for a property: ``fraction`` of the run's budget (``--nnx-max-examples``, else the loaded
+    profile's ``max_examples``), at least ``minimum`` (but never more than the budget).
+
+    Evaluated at import, after the profile (``--hypothesis-profile``) is loaded and the plugin has read its
+    options, so ``thorough`` still scales these up instead of being overridden by a hard-coded count.
     """
-    return settings(JAX_SETTINGS, max_examples=max(minimum, int(settings().max_examples * fraction)))
+    base = MAX_EXAMPLES if MAX_EXAMPLES is not None else settings().max_examples
+    return settings(JAX_SETTINGS, max_examples=max(min(minimum, base), int(base * fraction)))

@@ -173,7 +173,7 @@ def _program_note(program: RngProgram, impl: Any) -> None:
 
 
 @clause("rng.reproducible")
-@JAX_SETTINGS
+@budget()
 @given(data=st.data())
 def test_same_program_and_seed_give_identical_keys(impl, data):
     """Running one program twice from one seed gives bit-identical keys, draw by draw.
@@ -191,7 +191,7 @@ def test_same_program_and_seed_give_identical_keys(impl, data):
 
 
 @clause("rng.reproducible")
-@JAX_SETTINGS
+@budget()
 @given(data=st.data())
 def test_different_seeds_give_different_keys(impl, data):
     """The same program from two different seeds draws a different key at every draw.
@@ -233,7 +233,7 @@ def _assert_distinct(records: Sequence[RngRecord], what: str) -> None:
 
 
 @clause("rng.unique")
-@JAX_SETTINGS
+@budget()
 @given(data=st.data())
 def test_every_key_of_a_program_is_distinct(impl, data):
     """Every key a program of draws and forks produces differs from every other (all words compared)."""
@@ -276,7 +276,7 @@ def test_sixty_thousand_draws_from_one_context_are_distinct(impl):
 
 
 @clause("rng.fork-independence")
-@JAX_SETTINGS
+@budget()
 @given(
     seed=SEEDS,
     before=st.integers(0, 3),

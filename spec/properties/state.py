@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from nnx_conformance.spec.adapter import Filter, Path
 from nnx_conformance.spec.clauses import clause
-from nnx_conformance.spec.properties._helpers import JAX_SETTINGS, budget, fmt_path, same_array, show
+from nnx_conformance.spec.properties._helpers import budget, fmt_path, same_array, show
 from nnx_conformance.spec.properties._judge import graph_diff
 from nnx_conformance.strategies import (
     COLLECTIONS,
@@ -158,7 +158,7 @@ def _parts(data: st.DataObject, items: Sequence[Item], n: int, *, disjoint: bool
 
 
 @clause("state.filter-partition")
-@JAX_SETTINGS
+@budget()
 @given(data=st.data())
 def test_collection_filters_are_disjoint_and_cover_the_state(impl, data):
     """Filtering by each collection gives states that hold only that collection, share no path, and whose
@@ -213,7 +213,7 @@ def own_path_filters(items: Sequence[Item]) -> st.SearchStrategy[list[Filter]]:
 
 
 @clause("state.filter-partition")
-@JAX_SETTINGS
+@budget()
 @given(data=st.data())
 def test_filter_keeps_exactly_the_matching_entries(impl, data):
     """``filter(state, *fs)`` holds exactly the entries matching some ``f`` in ``fs``, in canonical order,
@@ -240,7 +240,7 @@ def _state(impl: Any, items: Sequence[Item]) -> Any:
 
 
 @clause("state.union-laws")
-@JAX_SETTINGS
+@budget()
 @given(data=st.data())
 def test_union_is_associative(impl, data):
     """``(a | b) | c == a | (b | c) == union(a, b, c)`` for parts of one state (overlaps allowed: an entry
@@ -256,7 +256,7 @@ def test_union_is_associative(impl, data):
 
 
 @clause("state.union-laws")
-@JAX_SETTINGS
+@budget()
 @given(data=st.data())
 def test_union_is_commutative_on_disjoint_states(impl, data):
     """For disjoint parts, the union does not depend on the order of its operands."""
@@ -274,7 +274,7 @@ def test_union_is_commutative_on_disjoint_states(impl, data):
 
 
 @clause("state.union-laws")
-@JAX_SETTINGS
+@budget()
 @given(data=st.data())
 def test_union_is_idempotent(impl, data):
     """``s | s == s``, and a part united with itself and the whole gives the whole."""
@@ -288,7 +288,7 @@ def test_union_is_idempotent(impl, data):
 
 
 @clause("state.union-laws")
-@JAX_SETTINGS
+@budget()
 @given(data=st.data())
 def test_union_yields_canonical_order_whatever_the_operand_order(impl, data):
     """Parts built from entries given in any order, united in any operand order, iterate in canonical
@@ -305,7 +305,7 @@ def test_union_yields_canonical_order_whatever_the_operand_order(impl, data):
 
 
 @clause("state.union-laws")
-@JAX_SETTINGS
+@budget()
 @given(data=st.data())
 def test_merging_the_union_of_filtered_parts_equals_merging_the_whole(impl, data):
     """``merge(def, union(filter(s, f1), filter(s, f2), ...))`` is the same graph as ``merge(def, s)``:
@@ -366,7 +366,7 @@ def _bumped(value: Any) -> np.ndarray:
 
 
 @clause("state.union-laws")
-@JAX_SETTINGS
+@budget()
 @given(data=st.data())
 def test_union_of_conflicting_states_is_an_error(impl, data):
     """Two states holding *different* Variables with different values at one path cannot be united
@@ -435,7 +435,7 @@ def _assert_values(impl: Any, got: Any, want: dict[Path, np.ndarray], what: str)
 
 
 @clause("state.pytree")
-@JAX_SETTINGS
+@budget()
 @given(data=st.data())
 def test_state_flattens_to_values_in_canonical_order_and_unflattens_back(impl, data):
     """``tree_flatten(state)`` gives the Variables' values in canonical order, and unflattening the leaves
