@@ -438,11 +438,11 @@ class CheckedAdapter:
 
     @property
     def name(self) -> str:
-        return self._wrapped.name  # type: ignore[no-any-return]
+        return self._wrapped.name
 
     @property
     def capabilities(self) -> Capabilities:
-        return self._wrapped.capabilities  # type: ignore[no-any-return]
+        return self._wrapped.capabilities
 
     @property
     def spec(self) -> str | None:

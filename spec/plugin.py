@@ -93,10 +93,11 @@ def _register_profiles() -> None:
     from hypothesis import HealthCheck, settings
 
     slow = [HealthCheck.too_slow, HealthCheck.data_too_large]
-    for name, kwargs in {
+    profiles: dict[str, dict[str, Any]] = {
         "dev": {"max_examples": 20, "deadline": None},
         "thorough": {"max_examples": 1000, "deadline": None, "suppress_health_check": slow},
-    }.items():
+    }
+    for name, kwargs in profiles.items():
         try:
             settings.get_profile(name)
         except Exception:  # not registered by the user: ours
@@ -169,6 +170,11 @@ def _label_of(item: pytest.Item) -> registry.ImplSpec | None:
     return spec if isinstance(spec, registry.ImplSpec) else None
 
 
+def _test_name(item: pytest.Item) -> str:
+    """The property's own name, without the ``[impl]`` label."""
+    return str(getattr(item, "originalname", item.name))
+
+
 def _clause_of(item: pytest.Item) -> str:
     marker = item.get_closest_marker(MARKER)
     assert marker is not None
@@ -181,7 +187,8 @@ def pytest_collection_modifyitems(
 ) -> None:
     options = config.stash[_OPTIONS]
     if options.clauses:
-        keep, drop = [], []
+        keep: list[pytest.Item] = []
+        drop: list[pytest.Item] = []
         for item in items:
             marker = item.get_closest_marker(MARKER)
             cid = marker.args[0] if marker else None
@@ -198,7 +205,7 @@ def pytest_collection_modifyitems(
         if spec is None:
             continue  # an overridden fixture: named and judged once the adapter exists (setup)
         item.user_properties.append((_IMPL_NAME, spec.name))
-        hit = _expectations.match(options.expectations.get(spec.name, []), _clause_of(item), item.originalname)
+        hit = _expectations.match(options.expectations.get(spec.name, []), _clause_of(item), _test_name(item))
         if hit is not None:
             item.add_marker(pytest.mark.xfail(reason=f"known deviation ({hit.source}): {hit.reason}", strict=False))
 
@@ -235,7 +242,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
         name = _override_adapter(item, adapter)
         item.user_properties.append((_IMPL_NAME, name))
         entries = options.expectations_for_override(name, adapter)
-        hit = _expectations.match(entries, _clause_of(item), getattr(item, "originalname", item.name))
+        hit = _expectations.match(entries, _clause_of(item), _test_name(item))
         if hit is not None:
             item.add_marker(pytest.mark.xfail(reason=f"known deviation ({hit.source}): {hit.reason}", strict=False))
     item.user_properties.append((_IMPL_INFO, registry.adapter_info(adapter)))
@@ -302,13 +309,13 @@ class _Recorder:
         self.config = config
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        props = dict(report.user_properties)
+        props: dict[str, Any] = dict(report.user_properties)
         if _CLAUSE not in props:
             return
         status = _outcome(report)
         if status is None:
             return
-        impl = props.get(_IMPL_NAME) or "impl fixture (failed before naming its adapter)"
+        impl = str(props.get(_IMPL_NAME) or "impl fixture (failed before naming its adapter)")
         message = ""
         if status == "fail":
             message = short_message(report.longreprtext)
@@ -316,7 +323,7 @@ class _Recorder:
             longrepr = report.longrepr
             message = getattr(report, "wasxfail", "") or (longrepr[2] if isinstance(longrepr, tuple) else "")
         results = self.config.stash[_RESULTS]
-        results.add(impl, props[_CLAUSE], Outcome(report.nodeid, status, report.duration, message))
+        results.add(impl, str(props[_CLAUSE]), Outcome(report.nodeid, status, report.duration, message))
         info = props.get(_IMPL_INFO)
         if isinstance(info, dict):
             results.implementations[impl].setdefault("adapter", info)
