@@ -44,6 +44,8 @@ class RunOptions:
     no_expectations: bool = False
     report: Path | None = None
     max_examples: int | None = None
+    timeout: float = 0.0
+    """``--nnx-timeout``: seconds per spec property (setup, call and teardown); 0 disables the bound."""
     warnings: list[str] = dataclasses.field(default_factory=list)
     _own_files: dict[str, list[_expectations.Expectation]] = dataclasses.field(default_factory=dict)
 
@@ -107,6 +109,18 @@ def _max_examples(config: pytest.Config) -> int | None:
 
         _helpers.MAX_EXAMPLES = n
     return n
+
+
+def _timeout(config: pytest.Config) -> float:
+    value: float = config.getoption("--nnx-timeout")
+    if value < 0:
+        raise _usage(f"--nnx-timeout must be a number of seconds >= 0 (0 disables the bound), got {value:g}")
+    if value > 0 and not config.pluginmanager.hasplugin("timeout"):
+        raise _usage(
+            "--nnx-timeout needs the pytest-timeout plugin, which is not installed or was disabled "
+            "(-p no:timeout); install it (`pip install pytest-timeout`) or pass --nnx-timeout 0"
+        )
+    return value
 
 
 def _report(config: pytest.Config) -> Path | None:
@@ -193,6 +207,7 @@ def parse_options(config: pytest.Config) -> RunOptions:
     options = RunOptions(impls=impls, explicit=explicit)
     options.clauses = _clauses(config)
     options.max_examples = _max_examples(config)
+    options.timeout = _timeout(config)
     options.report = _report(config)
     options.no_expectations = bool(config.getoption("--nnx-no-expectations"))
     options.named_files = _named_files(config)

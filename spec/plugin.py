@@ -23,9 +23,10 @@ from typing import Any
 
 import pytest
 
+from nnx_conformance.spec import _environment, registry
 from nnx_conformance.spec import checked as _checked
 from nnx_conformance.spec import expectations as _expectations
-from nnx_conformance.spec import registry
+from nnx_conformance.spec import timeout as _timeout
 from nnx_conformance.spec.clauses import MARKER, spec_clauses
 from nnx_conformance.spec.options import RunOptions, parse_options
 from nnx_conformance.spec.report import Conformance, Outcome, short_message
@@ -35,10 +36,11 @@ pytest.register_assert_rewrite("nnx_conformance.spec.properties")
 _OPTIONS = pytest.StashKey[RunOptions]()
 _RESULTS = pytest.StashKey[Conformance]()
 _OVERRIDE = pytest.StashKey[bool]()
-_ADAPTER = pytest.StashKey[Any]()
+_DISARM = pytest.StashKey[Any]()
 _PROFILES_REGISTERED = False
 
 _IMPL_NAME = "nnx_impl"
+_SUITE_ERROR = "nnx_suite_error"
 _IMPL_INFO = "nnx_impl_info"
 _CLAUSE = "nnx_clause"
 
@@ -71,6 +73,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--nnx-no-expectations", action="store_true", help="ignore every expectations file (see raw outcomes)"
+    )
+    group.addoption(
+        "--nnx-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="seconds a spec property may run (setup, call and teardown) before it fails as timed out, "
+        "with the stack where the implementation was stuck (default 120; 0: no bound)",
     )
     group.addoption(
         "--nnx-max-examples",
@@ -113,7 +123,9 @@ def pytest_configure(config: pytest.Config) -> None:
     _register_profiles()
     options = parse_options(config)  # raises pytest.UsageError on any bad option
     config.stash[_OPTIONS] = options
-    config.stash[_RESULTS] = Conformance(clause_order=list(spec_clauses()))
+    config.stash[_RESULTS] = Conformance(
+        clause_order=list(spec_clauses()), impl_order=[s.name for s in options.impls]
+    )
     config.stash[_OVERRIDE] = False
     for message in options.warnings:
         config.issue_config_time_warning(_expectations.ExpectationWarning(message), stacklevel=2)
@@ -200,6 +212,8 @@ def pytest_collection_modifyitems(
     for item in items:
         if not _is_spec_item(item):
             continue
+        if options.timeout > 0 and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(options.timeout))
         item.user_properties.append((_CLAUSE, _clause_of(item)))
         spec = _label_of(item)
         if spec is None:
@@ -266,6 +280,15 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     proxy = getattr(item, "funcargs", {}).get("impl") if _is_spec_item(item) else None
     try:
         result = yield
+    except BaseException as exc:
+        timer = item.stash.get(_DISARM, None)
+        if isinstance(exc, _timeout.SpecTimeout) and timer is not None:
+            timer.stop_repeating()
+        if proxy is not None:
+            reason = _environment.suite_error(exc, item)
+            if reason is not None:
+                item.user_properties.append((_SUITE_ERROR, reason))
+        raise
     finally:
         violations = _checked.take_violations(proxy)  # [] for anything but a proxy; always forgotten
     if violations:
@@ -273,11 +296,43 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     return result
 
 
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    """Bound a spec property with :mod:`nnx_conformance.spec.timeout` (Hypothesis-proof); others: None,
+    so pytest-timeout's own method applies."""
+    if not _is_spec_item(item) or not _timeout.available() or not settings.timeout:
+        return None
+    config = item.config
+    on_hard_stop = None
+    if not hasattr(config, "workerinput"):  # serially, this process writes the report before it ends
+
+        def on_hard_stop() -> None:
+            recorder = config.pluginmanager.get_plugin("nnx-conformance-recorder")
+            if isinstance(recorder, _Recorder):
+                recorder.hard_stopped(item.nodeid, float(settings.timeout))
+
+    item.stash[_DISARM] = _timeout.arm(float(settings.timeout), item.nodeid, on_hard_stop)
+    return True
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> bool | None:
+    disarm = item.stash.get(_DISARM, None)
+    if disarm is None:
+        return None
+    del item.stash[_DISARM]
+    disarm.disarm()
+    return True
+
+
 # -- collecting outcomes ------------------------------------------------------------------------------------
 
 
 def _outcome(report: pytest.TestReport) -> str | None:
     xfailed = hasattr(report, "wasxfail")
+    props = dict(report.user_properties)
+    if report.failed and _SUITE_ERROR in props:
+        return "suite-error"
     if report.when == "call":
         if report.passed:
             return "xpass" if xfailed else "pass"
@@ -291,7 +346,7 @@ def _outcome(report: pytest.TestReport) -> str | None:
     return None
 
 
-def _header(results: Conformance) -> None:
+def _header(results: Conformance, options: RunOptions) -> None:
     import jax
 
     results.header = {
@@ -299,63 +354,157 @@ def _header(results: Conformance) -> None:
         "backend": jax.default_backend(),
         "devices": jax.device_count(),
         "device_kind": jax.devices()[0].device_kind,
+        "timeout_s": options.timeout or "off",
     }
 
 
+def _split_nodeid(nodeid: str) -> tuple[str, str]:
+    """``(property name, implementation label)`` of a spec test id (label ``""`` for an overridden fixture)."""
+    name = nodeid.rsplit("::", 1)[-1]
+    base, _, label = name.partition("[")
+    return base, label[:-1] if label.endswith("]") else label
+
+
 class _Recorder:
-    """Folds test reports (from xdist workers too) into the run's :class:`Conformance`."""
+    """Folds test reports (from xdist workers too) into the run's :class:`Conformance`, and keeps the
+    report on disk true at every moment (only the controlling process writes it)."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.results: Conformance = config.stash[_RESULTS]
+        self.options: RunOptions = config.stash[_OPTIONS]
+        self.writes = self.options.report is not None and not hasattr(config, "workerinput")
+        self.crashed: set[str] = set()
+        self.override_name: str | None = None
+
+    def _write(self) -> None:
+        if self.writes and self.options.report is not None:
+            self.results.write(self.options.report)
+
+    def _expect(self, nodeid: str, label: str | None, clause_id: str) -> None:
+        impl = label if label else (self.override_name or "")
+        self.results.expect(nodeid, impl, clause_id)
+
+    # -- what the run is going to run ------------------------------------------------------------------
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):
+            return
+        for item in session.items:
+            if _is_spec_item(item):
+                spec = _label_of(item)
+                self._expect(item.nodeid, spec.name if spec else None, _clause_of(item))
+        if self.results.expected:
+            _header(self.results, self.options)
+            self._write()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        if self.results.expected:
+            return  # every worker collects the same tests
+        from nnx_conformance.spec.clauses import clause_of, registered
+
+        props = registered()
+        for nodeid in ids:
+            base, label = _split_nodeid(nodeid)
+            tag = clause_of(props[base]) if base in props else None
+            if tag is not None:
+                self._expect(nodeid, label or None, tag.id)
+        if self.results.expected:
+            _header(self.results, self.options)
+            self._write()
+
+    # -- while it runs ---------------------------------------------------------------------------------
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        if nodeid in self.results.expected:
+            self.results.running.add(nodeid)
+            self._write()
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        if nodeid in self.results.running:
+            self.results.running.discard(nodeid)
+            self._write()
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: Any, sched: Any) -> None:
+        self.crashed.add(crashitem)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        props: dict[str, Any] = dict(report.user_properties)
-        if _CLAUSE not in props:
+        props = dict(report.user_properties)
+        crashed = report.nodeid in self.crashed or "crashed while running" in str(report.longrepr or "")
+        if _CLAUSE not in props and not (crashed and report.nodeid in self.results.expected):
             return
-        status = _outcome(report)
+        status = "crash" if crashed and report.failed else _outcome(report)
         if status is None:
             return
-        impl = str(props.get(_IMPL_NAME) or "impl fixture (failed before naming its adapter)")
+        expected = self.results.expected.get(report.nodeid)
+        impl = str(props.get(_IMPL_NAME) or (expected[0] if expected else "") or "impl fixture")
+        clause_id = str(props.get(_CLAUSE) or (expected[1] if expected else "?"))
+        if _label_of_nodeid(report.nodeid) == "" and impl and self.override_name is None:
+            self._adopt_override_name(impl)
         message = ""
-        if status == "fail":
-            message = short_message(report.longreprtext)
+        if status in ("fail", "crash", "suite-error"):
+            message = str(props.get(_SUITE_ERROR) or "") or short_message(report.longreprtext)
         elif status in ("skip", "xfail"):
             longrepr = report.longrepr
             message = getattr(report, "wasxfail", "") or (longrepr[2] if isinstance(longrepr, tuple) else "")
-        results = self.config.stash[_RESULTS]
-        results.add(impl, str(props[_CLAUSE]), Outcome(report.nodeid, status, report.duration, message))
+        self.results.add(impl, clause_id, Outcome(report.nodeid, status, message))
         info = props.get(_IMPL_INFO)
         if isinstance(info, dict):
-            results.implementations[impl].setdefault("adapter", info)
+            self.results.implementations[impl].setdefault("adapter", info)
 
+    def _adopt_override_name(self, name: str) -> None:
+        """Tests of an overridden fixture were expected under ``""``: they belong to this adapter."""
+        self.override_name = name
+        for nodeid, (impl, clause_id) in list(self.results.expected.items()):
+            if impl == "":
+                self.results.expected[nodeid] = (name, clause_id)
+        self.results.implementations.pop("", None)
+
+    def hard_stopped(self, nodeid: str, limit: float) -> None:
+        """The timeout watchdog is about to end this (serial) process during ``nodeid``."""
+        impl, clause_id = self.results.expected.get(nodeid, ("?", "?"))
+        message = (
+            f"timed out after {limit:g} s (--nnx-timeout) and did not return to Python within "
+            f"{_timeout.GRACE_S:g} s more; the process was ended (stacks on stderr)"
+        )
+        self.results.add(impl, clause_id, Outcome(nodeid, "crash", message))
+        self._write()
+
+    # -- at the end --------------------------------------------------------------------------------------
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-        results = config.stash[_RESULTS]
-        options = config.stash[_OPTIONS]
+        results, options = self.results, self.options
         unused = options.unclaimed_expectations(set(results.implementations))
         if unused and results.implementations:
             terminalreporter.write_line(
                 "ERROR: --nnx-expectations names no implementation of this run: "
                 + "; ".join(unused)
-                + f" (implementations: {', '.join(results.implementations)})",
+                + f" (implementations: {', '.join(sorted(results.implementations))})",
                 red=True,
             )
-        if not results.implementations:
+        if not results.implementations or hasattr(config, "workerinput"):
             return
-        _header(results)
+        results.implementations.pop("", None)
+        results.complete = exitstatus != pytest.ExitCode.INTERRUPTED
+        results.running.clear()
+        if not results.header:
+            _header(results, options)
         terminalreporter.section("NNX conformance")
         h = results.header
         terminalreporter.write_line(
-            f"jax {h['jax']} on {h['backend']} ({h['devices']} device(s), {h['device_kind']})"
+            f"jax {h['jax']} on {h['backend']} ({h['devices']} device(s), {h['device_kind']}); "
+            f"time bound per property: {h['timeout_s']}{' s' if options.timeout else ''}"
         )
         for line in results.terminal_lines():
             terminalreporter.write_line(line)
-        if options.report is not None and not hasattr(config, "workerinput"):
+        if self.writes and options.report is not None:
             written = results.write(options.report)
             terminalreporter.write_line("report: " + ", ".join(str(p) for p in written))
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        results = self.config.stash[_RESULTS]
-        options = self.config.stash[_OPTIONS]
-        if results.implementations and options.unclaimed_expectations(set(results.implementations)):
+        if self.results.implementations and self.options.unclaimed_expectations(set(self.results.implementations)):
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+def _label_of_nodeid(nodeid: str) -> str:
+    return _split_nodeid(nodeid)[1]
