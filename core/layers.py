@@ -49,7 +49,9 @@ class BatchNorm(Module):
     """Batch normalisation over every axis but the last; ``mu`` is the running-average momentum.
 
     ``scale``/``bias`` are ``"params"``; ``mean``/``var`` are ``"batch_stats"``, updated in place when
-    ``train`` is true, and always of shape ``(din,)``.
+    ``train`` is true, and always of shape ``(din,)``. A training call normalises with the batch's mean and
+    *biased* variance (``ddof=0``) and sets ``new = mu * old + (1 - mu) * batch`` (the seed's and flax's
+    convention: ``mu`` weighs the old statistics, where PyTorch's ``momentum`` weighs the batch).
     """
 
     def __init__(self, din: int, mu: float = 0.95) -> None:

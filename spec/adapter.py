@@ -30,6 +30,7 @@ __all__ = [
     "Filter",
     "LayersAdapter",
     "Path",
+    "ScanMLPLayers",
     "Sharding",
 ]
 
@@ -63,6 +64,11 @@ class Capabilities:
     """Variables carry a sharding annotation (a tuple of mesh-axis names or ``None`` per array axis)."""
     reserved_names: frozenset[str] = frozenset()
     """Attribute names the implementation's module API owns; strategies never assign them."""
+    scan_mlp: bool = False
+    """``layers`` has the optional ``scan_mlp(hidden, n_layers, ctx)`` (:class:`ScanMLPLayers`), the
+    implementation's own scan-over-layers MLP (``layers.scan-mlp``). Off by default, unlike the other
+    claims, so that an adapter written before the method existed stays valid (the clause is reported as
+    skipped); claiming it without the method, or without ``layers``, is a protocol error."""
 
     def missing(self, needs: Iterable[str]) -> list[str]:
         """The capabilities among ``needs`` that this implementation does not claim."""
@@ -75,18 +81,30 @@ class LayersAdapter(Protocol):
 
     ``ctx`` is whatever :meth:`Adapter.new_context` returns. Every layer works on float32 inputs whose last
     axis is the feature axis.
+
+    One method is optional: ``scan_mlp(hidden, n_layers, ctx)``, the implementation's own ScanMLP
+    (:class:`ScanMLPLayers`), which the suite uses only where :attr:`Capabilities.scan_mlp` claims it (off
+    by default; claiming it without the method is a protocol error found by
+    :func:`~nnx_conformance.spec.checked.validate`).
     """
 
     def linear(self, din: int, dout: int, ctx: Any, sharding: Sharding | None = None) -> Any:
         """A dense layer ``x @ w + b`` with ``w: (din, dout)`` and ``b: (dout,)``, both ``"params"``."""
         ...
 
-    def batch_norm(self, din: int, ctx: Any) -> Any:
-        """BatchNorm with ``params`` scale/bias and ``batch_stats`` mean/var, all of shape ``(din,)``."""
+    def batch_norm(self, din: int, ctx: Any, momentum: float = 0.95) -> Any:
+        """BatchNorm with ``params`` scale/bias and ``batch_stats`` mean/var, all of shape ``(din,)``.
+
+        ``momentum`` weighs the *old* running statistics: a training call sets
+        ``new = momentum * old + (1 - momentum) * batch`` (the seed's ``mu`` and flax's ``momentum``;
+        PyTorch's ``momentum`` is the opposite weight). The default, 0.95, is the seed's; the suite passes
+        ``momentum=`` by keyword, and only where it checks that formula (``layers.semantics``).
+        """
         ...
 
     def dropout(self, rate: float, ctx: Any) -> Any:
-        """Dropout with the given drop rate; identity when not training."""
+        """Dropout with drop probability ``rate``: in training, each entry is zeroed with probability
+        ``rate`` and otherwise scaled by ``1 / (1 - rate)``; the identity when not training."""
         ...
 
     def block(self, din: int, dout: int, ctx: Any) -> Any:
@@ -95,6 +113,20 @@ class LayersAdapter(Protocol):
 
     def call(self, module: Any, x: Any, *, train: bool, ctx: Any) -> Any:
         """Call any of the layers above on ``x``; layers that take no ``train``/``ctx`` ignore them."""
+        ...
+
+
+@runtime_checkable
+class ScanMLPLayers(LayersAdapter, Protocol):
+    """A :class:`LayersAdapter` with the optional ``scan_mlp``, claimed by
+    :attr:`Capabilities.scan_mlp` (``layers.scan-mlp``)."""
+
+    def scan_mlp(self, hidden: int, n_layers: int, ctx: Any) -> Any:
+        """The implementation's own ScanMLP, as the seed writes it: ``n_layers - 1`` Blocks of width
+        ``hidden`` (as :meth:`block` builds them) initialised under ``vmap`` and held *stacked* as the
+        attribute ``layers`` (every Variable with a leading axis of size ``n_layers - 1``), then a final
+        Linear ``hidden -> hidden`` as the attribute ``linear``. :meth:`call` runs it: a ``scan`` of the
+        Blocks over the stack, one random key per Block, then the Linear."""
         ...
 
 

@@ -27,6 +27,7 @@ protocol asks for a list, which is materialised once, since callers may iterate 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import operator
 import os
 import re
@@ -35,12 +36,13 @@ from typing import Any, NoReturn, cast
 
 import numpy as np
 
-from nnx_conformance.spec.adapter import Adapter, Capabilities, LayersAdapter
+from nnx_conformance.spec.adapter import Adapter, Capabilities, LayersAdapter, ScanMLPLayers
 from nnx_conformance.spec.isolation import adapter_spec
 
 __all__ = [
     "ADAPTER_METHODS",
     "LAYERS_METHODS",
+    "SCAN_MLP_METHODS",
     "AdapterError",
     "CheckedAdapter",
     "CheckedLayers",
@@ -64,6 +66,9 @@ ADAPTER_METHODS: tuple[str, ...] = _protocol_methods(Adapter)
 """Every method of :class:`~nnx_conformance.spec.adapter.Adapter` (``new_module`` ... ``vmap``)."""
 LAYERS_METHODS: tuple[str, ...] = _protocol_methods(LayersAdapter)
 """Every method of :class:`~nnx_conformance.spec.adapter.LayersAdapter` (``linear`` ... ``call``)."""
+SCAN_MLP_METHODS: tuple[str, ...] = _protocol_methods(ScanMLPLayers)
+"""The optional ``layers`` methods that :attr:`~nnx_conformance.spec.adapter.Capabilities.scan_mlp` claims
+(``scan_mlp``): required only of an adapter that claims it."""
 
 _PROTOCOL = "nnx_conformance.spec.adapter.Adapter"
 _UINT32 = np.dtype(np.uint32)
@@ -196,6 +201,29 @@ def _layers_problems(layers: Any) -> list[str]:
     return found
 
 
+def _scan_mlp_problems(caps: Capabilities, layers: Any) -> list[str]:
+    """A claimed ``scan_mlp`` needs layers, and a ``layers`` with the method (off by default)."""
+    if layers is None:
+        if caps.layers is False:
+            return [
+                "capabilities.scan_mlp is true but capabilities.layers is false: a ScanMLP is made of layers; "
+                "set scan_mlp=False, or claim layers and provide them"
+            ]
+        return []  # "layers is None but capabilities.layers is true" says it already
+    found = []
+    for m in SCAN_MLP_METHODS:
+        value = _get(layers, m)
+        if value is _ABSENT:
+            found.append(
+                f"capabilities.scan_mlp is true but layers ({type(layers).__name__}) has no {m}: define "
+                f"def {m}(self, hidden, n_layers, ctx) (nnx_conformance.spec.adapter.ScanMLPLayers), or "
+                "leave scan_mlp=False (the default) so that layers.scan-mlp is skipped"
+            )
+        elif not callable(value):
+            found.append(f"layers.{m} is {_typed(value)}, not a method: define def {m}(self, ...)")
+    return found
+
+
 def problems(adapter: object) -> list[str]:
     """Everything statically wrong with ``adapter``, one message per problem (empty: nothing found).
 
@@ -203,8 +231,8 @@ def problems(adapter: object) -> list[str]:
     ``name`` is a non-empty ``str``; ``capabilities`` is a
     :class:`~nnx_conformance.spec.adapter.Capabilities` instance whose fields have their declared types;
     ``layers is None`` exactly when ``capabilities.layers`` is false, and a non-``None`` ``layers`` has
-    every LayersAdapter method; ``spec`` and ``expectations``, when set, are a ``'pkg.module:Attr'`` string
-    and a path. A :func:`checked` proxy is judged by the adapter it wraps (the proxy itself defines every
+    every LayersAdapter method (and ``scan_mlp`` where ``capabilities.scan_mlp`` claims it); ``spec`` and
+    ``expectations``, when set, are a ``'pkg.module:Attr'`` string and a path. A :func:`checked` proxy is judged by the adapter it wraps (the proxy itself defines every
     method, so it would hide missing ones).
     """
     adapter = unwrap(adapter)
@@ -275,6 +303,8 @@ def problems(adapter: object) -> list[str]:
                 )
         if layers is not None:
             found.extend(_layers_problems(layers))
+        if isinstance(caps, Capabilities) and caps.scan_mlp is True:
+            found.extend(_scan_mlp_problems(caps, layers))
 
     spec = _get(adapter, "spec")
     if spec is not _ABSENT and spec is not None:
@@ -742,7 +772,18 @@ class CheckedLayers:
         return self._layer("linear", self._wrapped.linear(*args, **kwargs))
 
     def batch_norm(self, *args: Any, **kwargs: Any) -> Any:
-        return self._layer("batch_norm", self._wrapped.batch_norm(*args, **kwargs))
+        try:
+            result = self._wrapped.batch_norm(*args, **kwargs)
+        except TypeError as err:
+            if "momentum" in kwargs and not _accepts(self._wrapped.batch_norm, "momentum"):
+                self._owner._fail(
+                    "layers.batch_norm",
+                    f"takes no momentum argument ({err})",
+                    "the protocol passes momentum= to check BatchNorm's running statistics: define "
+                    "def batch_norm(self, din, ctx, momentum=0.95) and hand it to your BatchNorm",
+                )
+            raise
+        return self._layer("batch_norm", result)
 
     def dropout(self, *args: Any, **kwargs: Any) -> Any:
         return self._layer("dropout", self._wrapped.dropout(*args, **kwargs))
@@ -752,6 +793,19 @@ class CheckedLayers:
 
     def call(self, *args: Any, **kwargs: Any) -> Any:
         return self._wrapped.call(*args, **kwargs)
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    """Whether ``fn`` takes a keyword argument ``name`` (``True`` when its signature cannot be read)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        or (p.name == name and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        for p in parameters
+    )
 
 
 def checked(adapter: Any, target: str | None = None) -> CheckedAdapter:

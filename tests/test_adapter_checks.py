@@ -245,7 +245,45 @@ def test_claimed_layers_need_every_layers_method() -> None:
         "layers (HalfLayers) has no batch_norm, dropout, call: a LayersAdapter "
         "(nnx_conformance.spec.adapter.LayersAdapter) needs linear, batch_norm, dropout, block, call",
         "layers.block is 'not a method' (a str), not a method: define def block(self, ...)",
+        "capabilities.scan_mlp is true but layers (HalfLayers) has no scan_mlp: define def scan_mlp(self, "
+        "hidden, n_layers, ctx) (nnx_conformance.spec.adapter.ScanMLPLayers), or leave scan_mlp=False (the "
+        "default) so that layers.scan-mlp is skipped",
     ]
+
+
+def test_scan_mlp_is_optional_but_a_claim_needs_the_method() -> None:
+    class OldLayers(CoreLayers):  # written before scan_mlp existed: valid, the clause is skipped
+        scan_mlp = None  # type: ignore[assignment]
+
+    assert Capabilities().scan_mlp is False
+    old = CoreAdapter()
+    old.capabilities = Capabilities(reserved_names=CoreAdapter.capabilities.reserved_names)
+    old.layers = OldLayers()  # type: ignore[assignment]
+    assert problems(old) == []
+    claimed = CoreAdapter()
+    claimed.layers = OldLayers()  # type: ignore[assignment]
+    assert problems(claimed) == [
+        "layers.scan_mlp is None (a NoneType), not a method: define def scan_mlp(self, ...)"
+    ]
+    without_layers = CoreAdapter()
+    without_layers.capabilities = Capabilities(layers=False, scan_mlp=True)
+    without_layers.layers = None  # type: ignore[assignment]
+    [problem] = problems(without_layers)
+    assert problem.startswith("capabilities.scan_mlp is true but capabilities.layers is false")
+
+
+def test_batch_norm_without_momentum_is_named_with_the_fix() -> None:
+    class NoMomentum(CoreLayers):
+        def batch_norm(self, din: int, ctx: Any) -> Any:  # type: ignore[override]
+            return super().batch_norm(din, ctx)
+
+    adapter = CoreAdapter()
+    adapter.layers = NoMomentum()  # type: ignore[assignment]
+    proxy = checked(adapter)
+    ctx = adapter.new_context(0)
+    assert proxy.layers.batch_norm(2, ctx) is not None  # the default needs no momentum
+    err = _raises(lambda: proxy.layers.batch_norm(2, ctx, momentum=0.9), "layers.batch_norm", "momentum")
+    assert "def batch_norm(self, din, ctx, momentum=0.95)" in str(err)
 
 
 def test_spec_and_expectations_when_set() -> None:

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nnx_conformance.core import BatchNorm, Block, Context, Dropout, Linear, ScanMLP, State
+from nnx_conformance.core import BatchNorm, Block, Context, Dropout, Linear, ScanMLP, State, Variable
 
 
 def ctx(seed=0):
@@ -56,6 +56,17 @@ def test_batch_norm_train_updates_stats_and_keeps_their_shape():
     for _ in range(3):  # the seed's keepdims made these (1, 4) after the first step
         bn(jnp.ones((2, 5, 4)), train=True)
         assert bn.mean.value.shape == (4,) and bn.var.value.shape == (4,)
+
+
+def test_batch_norm_momentum_weighs_the_old_statistics_and_the_variance_is_biased():
+    bn = BatchNorm(3, mu=0.9)  # 0.5 would not tell the seed's weighting from PyTorch's
+    old_mean, old_var = jnp.array([1.0, -1.0, 2.0]), jnp.array([2.0, 0.5, 1.0])
+    bn.mean.value, bn.var.value = old_mean, old_var
+    x = jax.random.normal(jax.random.key(1), (5, 3)) * 2 + 3
+    y = bn(x, train=True)
+    np.testing.assert_allclose(bn.mean.value, 0.9 * old_mean + 0.1 * x.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(bn.var.value, 0.9 * old_var + 0.1 * np.var(x, axis=0, ddof=0), rtol=1e-6)
+    np.testing.assert_allclose(y, (x - x.mean(0)) / np.sqrt(np.var(x, axis=0) + 1e-5), rtol=1e-5, atol=1e-6)
 
 
 def test_batch_norm_eval_uses_running_stats():
@@ -150,3 +161,21 @@ def test_two_scan_mlps_share_a_def_and_need_two_layers():
     assert first.partition()[1] != second.partition()[1]
     with pytest.raises(ValueError, match="n_layers"):
         ScanMLP(10, 1, ctx=ctx())
+
+
+def test_scan_mlp_in_evaluation_equals_a_loop_over_its_unstacked_blocks():
+    module = ScanMLP(hidden_size=10, n_layers=5, ctx=ctx(0))
+    module(jax.random.normal(jax.random.key(2), (2, 10)), train=True, ctx=ctx(1))  # move the statistics
+    state, _ = module.partition()
+    x = jax.random.normal(jax.random.key(3), (2, 10))
+    y = module(x, train=False, ctx=ctx(4))
+    _, block_def = Block(10, 10, ctx=ctx()).partition()
+    stack = state.filter(lambda path, _: path[0] == "layers")
+    h = x
+    for i in range(4):
+        row = State([(path[1:], Variable(v.collection, v.value[i])) for path, v in stack.items()])
+        h = block_def.merge(row)(h, train=False, ctx=ctx(9))
+    np.testing.assert_allclose(y, module.linear(h), rtol=1e-5, atol=1e-6)
+    after, _ = module.partition()
+    for path, var in state.items():  # evaluation changes nothing
+        np.testing.assert_array_equal(after[path].value, var.value)

@@ -21,6 +21,7 @@ from nnx_conformance.core import (
     Linear,
     Module,
     ModuleDef,
+    ScanMLP,
     State,
     Variable,
 )
@@ -54,14 +55,18 @@ class CoreLayers:
     def linear(self, din: int, dout: int, ctx: Context, sharding: Sharding | None = None) -> Linear:
         return Linear(din, dout, ctx=ctx, sharding=sharding)
 
-    def batch_norm(self, din: int, ctx: Context) -> BatchNorm:
-        return BatchNorm(din)
+    def batch_norm(self, din: int, ctx: Context, momentum: float = 0.95) -> BatchNorm:
+        return BatchNorm(din, mu=momentum)
 
     def dropout(self, rate: float, ctx: Context) -> Dropout:
         return Dropout(rate)
 
     def block(self, din: int, dout: int, ctx: Context) -> Block:
         return Block(din, dout, ctx=ctx)
+
+    def scan_mlp(self, hidden: int, n_layers: int, ctx: Context) -> ScanMLP:
+        """The optional protocol method (``Capabilities.scan_mlp``): the core's own ScanMLP."""
+        return ScanMLP(hidden, n_layers, ctx=ctx)
 
     def call(self, module: Any, x: Any, *, train: bool, ctx: Context) -> Any:
         if isinstance(module, Linear):
@@ -75,7 +80,7 @@ class CoreAdapter:
     """Drives ``nnx_conformance.core`` through the suite's :class:`~nnx_conformance.spec.adapter.Adapter`."""
 
     name = "core"
-    capabilities = Capabilities(reserved_names=_MODULE_API | _PYTHON_OWNED)
+    capabilities = Capabilities(reserved_names=_MODULE_API | _PYTHON_OWNED, scan_mlp=True)
     layers = CoreLayers()
 
     # -- building and reading graphs -------------------------------------------------------------------

@@ -163,8 +163,8 @@ class FlaxLayers:
             metadata = {"out_sharding": tuple(sharding), "eager_sharding": False}
         return nnx.Linear(din, dout, rngs=ctx, kernel_metadata=metadata)
 
-    def batch_norm(self, din: int, ctx: nnx.Rngs) -> nnx.BatchNorm:
-        return nnx.BatchNorm(din, momentum=0.95, rngs=ctx)
+    def batch_norm(self, din: int, ctx: nnx.Rngs, momentum: float = 0.95) -> nnx.BatchNorm:
+        return nnx.BatchNorm(din, momentum=momentum, rngs=ctx)
 
     def dropout(self, rate: float, ctx: nnx.Rngs) -> nnx.Dropout:
         """``ctx`` is unused at construction (see the class docstring)."""
@@ -174,9 +174,9 @@ class FlaxLayers:
     def block(self, din: int, dout: int, ctx: nnx.Rngs) -> FlaxBlock:
         return FlaxBlock(din, dout, rngs=ctx)
 
-    def scan_mlp(self, hidden_size: int, n_layers: int, ctx: nnx.Rngs) -> FlaxScanMLP:
-        """Not in :class:`~nnx_conformance.spec.adapter.LayersAdapter`; used by the defect tests."""
-        return FlaxScanMLP(hidden_size, n_layers, rngs=ctx)
+    def scan_mlp(self, hidden: int, n_layers: int, ctx: nnx.Rngs) -> FlaxScanMLP:
+        """The optional protocol method (``Capabilities.scan_mlp``): ``nnx.vmap`` init, ``nnx.scan`` call."""
+        return FlaxScanMLP(hidden, n_layers, rngs=ctx)
 
     def call(self, module: Any, x: Any, *, train: bool, ctx: nnx.Rngs) -> Any:
         if isinstance(module, nnx.Linear):
@@ -204,6 +204,7 @@ class FlaxAdapter:
         rng=True,
         layers=True,
         sharding=True,
+        scan_mlp=True,
         reserved_names=_RESERVED,
     )
 

@@ -54,7 +54,7 @@ def key_data(key: Any) -> jax.Array:
 
 
 class SeedLayers:
-    """The seed's Linear, BatchNorm, Dropout, Block (and ScanMLP, outside the protocol)."""
+    """The seed's Linear, BatchNorm, Dropout, Block and ScanMLP (the optional ``scan_mlp``)."""
 
     def linear(self, din: int, dout: int, ctx: tn.Context, sharding: Sharding | None = None) -> tn.Linear:
         """The seed's ``Linear`` has no sharding argument; a requested annotation is put on ``w``."""
@@ -63,10 +63,10 @@ class SeedLayers:
             layer.w.sharding = sharding
         return layer
 
-    def batch_norm(self, din: int, ctx: tn.Context) -> tn.BatchNorm:
-        """``ctx`` is unused: the seed's BatchNorm draws no randomness."""
+    def batch_norm(self, din: int, ctx: tn.Context, momentum: float = 0.95) -> tn.BatchNorm:
+        """``ctx`` is unused: the seed's BatchNorm draws no randomness. ``momentum`` is its ``mu``."""
         del ctx
-        return tn.BatchNorm(din)
+        return tn.BatchNorm(din, mu=momentum)
 
     def dropout(self, rate: float, ctx: tn.Context) -> tn.Dropout:
         """``ctx`` is unused at construction: the seed's Dropout takes its context at call time."""
@@ -76,9 +76,9 @@ class SeedLayers:
     def block(self, din: int, dout: int, ctx: tn.Context) -> tn.Block:
         return tn.Block(din, dout, ctx=ctx)
 
-    def scan_mlp(self, hidden_size: int, n_layers: int, ctx: tn.Context) -> tn.ScanMLP:
-        """Not in :class:`~nnx_conformance.spec.adapter.LayersAdapter`; used by the defect tests."""
-        return tn.ScanMLP(hidden_size, n_layers, ctx=ctx)
+    def scan_mlp(self, hidden: int, n_layers: int, ctx: tn.Context) -> tn.ScanMLP:
+        """The optional protocol method (``Capabilities.scan_mlp``): the notebook's ScanMLP, as written."""
+        return tn.ScanMLP(hidden, n_layers, ctx=ctx)
 
     def call(self, module: Any, x: Any, *, train: bool, ctx: tn.Context) -> Any:
         """Each seed layer has its own call signature; dispatch on the layer type."""
@@ -105,6 +105,7 @@ class SeedAdapter:
         rng=True,
         layers=True,
         sharding=True,
+        scan_mlp=True,
         # ``partition`` and ``update_state`` are called on instances (``ModuleDef.merge`` calls
         # ``module.update_state``), so an attribute of that name shadows them. The two helper names are the
         # notebook's static methods on ``Module``.
