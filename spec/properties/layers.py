@@ -620,7 +620,12 @@ clause's compile time, which is most of its cost)."""
 STACK, HEAD = ("layers",), ("linear",)
 """Where the protocol puts the stacked Blocks and the final Linear of a ScanMLP."""
 SCAN_TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
-"""Scan vs loop through three Blocks and a Linear of width 16: float32 sums ordered differently."""
+"""Scan vs loop through three Blocks and a Linear of width 16: float32 sums ordered differently.
+
+Every check of the clause is exact (or, for the dropout masks, wrong with probability below 1e-9), so
+the bugs it targets fail on every example: each property takes 5% of the budget, and the structural one
+draws its seed from 16 values, since shrinking an implementation that recompiles its scan on every call
+(the seed's) costs seconds per step."""
 
 
 def _scan_inputs(seed: int) -> np.ndarray:
@@ -694,7 +699,7 @@ def _stack_rows(impl: Any, mlp: Any) -> list[dict[Path, np.ndarray]]:
 
 @clause("layers.scan-mlp")
 @budget(0.05)
-@given(modes=st.lists(st.booleans(), min_size=1, max_size=3), seed=SEEDS)
+@given(modes=st.lists(st.booleans(), min_size=1, max_size=3), seed=st.integers(0, 15))
 def test_scan_mlp_stacks_distinct_blocks_and_keeps_its_signature(impl, modes, seed):
     """``scan_mlp(16, n_layers)`` holds, under ``layers``, every entry of one Block with a leading axis of
     ``n_layers - 1`` (BatchNorm statistics ``(n_layers - 1, 16)``) and, under ``linear``, the entries of
