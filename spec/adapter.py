@@ -12,6 +12,13 @@ Conventions shared by every method:
   state differently (``"a/b"`` strings, tuple keys with integers) convert in :meth:`Adapter.state_items`.
 * *state* and *graphdef* are opaque: whatever the implementation's own partition returns.
 * A *filter* is a collection name (``"params"``) or a predicate ``f(path, variable) -> bool``.
+
+Optional methods. An adapter may also define methods outside :class:`Adapter` (not required by
+:func:`~nnx_conformance.spec.checked.validate`); the suite uses one only where the adapter has it *and*
+claims the matching capability (:func:`can_delete_attrs`):
+
+* ``del_attr(module, name) -> None`` -- remove attribute ``name`` from ``module`` (``delattr``), gated by
+  :attr:`Capabilities.delete_attrs`. The ``sequence.graph`` clause deletes attributes with it.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ __all__ = [
     "Path",
     "ScanMLPLayers",
     "Sharding",
+    "can_delete_attrs",
 ]
 
 
@@ -64,6 +72,9 @@ class Capabilities:
     """Variables carry a sharding annotation (a tuple of mesh-axis names or ``None`` per array axis)."""
     reserved_names: frozenset[str] = frozenset()
     """Attribute names the implementation's module API owns; strategies never assign them."""
+    delete_attrs: bool = True
+    """Attributes can be deleted from a module, through the adapter's optional ``del_attr(module, name)``
+    (see the module docstring). An adapter without that method is treated as not claiming it."""
     scan_mlp: bool = False
     """``layers`` has the optional ``scan_mlp(hidden, n_layers, ctx)`` (:class:`ScanMLPLayers`), the
     implementation's own scan-over-layers MLP (``layers.scan-mlp``). Off by default, unlike the other
@@ -227,3 +238,9 @@ class Adapter(Protocol):
     def vmap(self, fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
         """The implementation's vmap, able to carry its contexts and modules."""
         ...
+
+
+def can_delete_attrs(adapter: Any) -> bool:
+    """Whether the suite may delete attributes through ``adapter``: it claims
+    :attr:`Capabilities.delete_attrs` and has the optional ``del_attr(module, name)`` method."""
+    return bool(adapter.capabilities.delete_attrs) and callable(getattr(adapter, "del_attr", None))

@@ -112,6 +112,7 @@ PROPERTY_MODULES = (
     "nnx_conformance.spec.properties.layers",
     "nnx_conformance.spec.properties.errors",
     "nnx_conformance.spec.properties.sharding",
+    "nnx_conformance.spec.properties.sequence",
 )
 """Every module that defines properties; ``spec/test_<area>.py`` collects ``<area>``'s from the registry."""
 

@@ -90,6 +90,10 @@ class CoreAdapter:
     def set_attr(self, module: Any, name: str, value: Any) -> None:
         setattr(module, name, value)
 
+    def del_attr(self, module: Any, name: str) -> None:
+        """The optional protocol method (``Capabilities.delete_attrs``): ``del module.<name>``."""
+        delattr(module, name)
+
     def attrs(self, module: Any) -> Iterable[tuple[str, Any]]:
         return list(vars(module).items())
 

@@ -124,6 +124,10 @@ class SeedAdapter:
     def set_attr(self, module: Any, name: str, value: Any) -> None:
         setattr(module, name, value)
 
+    def del_attr(self, module: Any, name: str) -> None:
+        """The optional protocol method (``Capabilities.delete_attrs``): ``del module.<name>``."""
+        delattr(module, name)
+
     def attrs(self, module: Any) -> Iterable[tuple[str, Any]]:
         """A seed module keeps nothing but graph attributes in its ``__dict__``."""
         return list(vars(module).items())

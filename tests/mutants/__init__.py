@@ -33,7 +33,7 @@ __all__ = ["FAMILIES", "MUTANTS", "Mutant", "by_name", "load", "mutant"]
 
 T = TypeVar("T", bound=type)
 
-FAMILIES = ("graph", "state", "rng", "layers", "errors", "sharding")
+FAMILIES = ("graph", "state", "rng", "layers", "errors", "sharding", "sequence")
 """Clause families of SPEC.md; ``mutants.<family>`` holds the mutants its clauses must catch."""
 
 
