@@ -22,6 +22,13 @@ interpreter: deep chains, hash seeds, forced devices) do not depend on the seed 
 Writes Markdown to ``--out`` and the raw results, one JSON line per task as it finishes, beside it
 (``--json`` to choose the path); ``--render JSONL...`` rebuilds the Markdown from saved results, so a
 named-clause run and a cross run can be made separately and reported together.
+
+``--reproductions DIR`` checks reproductions instead (``tests/test_repro_mutants.py`` runs a sample in CI):
+for each mutant, its clause's properties run with the ``ci`` seeds until one catches it, the failure's
+reproduction is written to ``DIR/<mutant>/<clause>__<test>.py`` (shrunk) and run with ``python``: it must
+exit non-zero, and the same scenario written for the reference core (``DIR/control/...``) must exit 0.
+
+    python benchmarks/kill_matrix.py --reproductions build/repros --jobs 2
 """
 
 from __future__ import annotations
@@ -396,6 +403,37 @@ def render(
     return "\n".join(lines)
 
 
+def _reproduce_one(item: tuple[str, str]) -> Any:
+    _setup_worker()
+    import mutants
+    from test_repro_mutants import check_mutant
+
+    return check_mutant(mutants.by_name(item[0]), Path(item[1]), shrink=True)
+
+
+def _check_reproductions(catalogue: list[Any], directory: Path, jobs: int) -> int:
+    """Each mutant's reproduction, run: a table, and 1 if any is not a failing reproduction (with a
+    passing control, or a documented reason for having none)."""
+    started = time.perf_counter()
+    directory.mkdir(parents=True, exist_ok=True)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(jobs, initializer=_setup_worker) as pool:
+        results = pool.map(_reproduce_one, [(m.id, str(directory)) for m in catalogue])
+    print("| mutant | property | kind | exit | control (core) | s |\n|---|---|---|---|---|---|")
+    for r in results:
+        control = "-" if r.control is None else str(r.control)
+        print(f"| {r.mutant} | {r.prop} | {r.kind} | {r.returncode} | {control} | {r.seconds:.1f} |")
+    bad = [r for r in results if not r.ok]
+    kinds = {k: sum(r.kind == k for r in results) for k in ("library", "adapter", "property", "partial", "none")}
+    print(
+        f"\n{len(results) - len(bad)}/{len(results)} mutants reproduced ({', '.join(f'{n} {k}' for k, n in kinds.items() if n)}) "
+        f"in {(time.perf_counter() - started) / 60:.1f} min; scripts under {directory}"
+    )
+    for r in bad:
+        print(f"NOT REPRODUCED {r.mutant}: {r.kind}, exit {r.returncode}, control {r.control}: {r.reason or r.last_line}")
+    return 1 if bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -418,6 +456,14 @@ def main(argv: list[str] | None = None) -> int:
         help="run nothing: render --out from raw results saved by earlier runs (e.g. a named-clause run and "
         "a cross run); --seeds/--cross-seeds only label the report",
     )
+    parser.add_argument(
+        "--reproductions",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="instead of the matrix: write each mutant's reproduction under DIR, run it (it must fail) and "
+        "its control on the core (it must pass); prints a table, exit status 1 if any is not reproduced",
+    )
     args = parser.parse_args(argv)
 
     _setup_worker()
@@ -429,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.mutants:
         wanted = {w.strip().removeprefix("mutant:") for w in args.mutants.split(",")}
         catalogue = [m for m in catalogue if m.id in wanted]
+    if args.reproductions is not None:
+        return _check_reproductions(catalogue, args.reproductions, args.jobs)
     clauses = list(spec_clauses())
     if args.clauses:
         prefixes = tuple(w.strip() for w in args.clauses.split(","))

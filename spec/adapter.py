@@ -19,6 +19,8 @@ claims the matching capability (:func:`can_delete_attrs`):
 
 * ``del_attr(module, name) -> None`` -- remove attribute ``name`` from ``module`` (``delattr``), gated by
   :attr:`Capabilities.delete_attrs`. The ``sequence.graph`` clause deletes attributes with it.
+* ``render(scenario) -> str | None`` -- a failing property's reproduction written in the library's own
+  code (:class:`Renders`); no capability gates it, and without it the reproduction drives the adapter.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "Filter",
     "LayersAdapter",
     "Path",
+    "Renders",
     "ScanMLPLayers",
     "Sharding",
     "can_delete_attrs",
@@ -238,6 +241,23 @@ class Adapter(Protocol):
     def vmap(self, fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
         """The implementation's vmap, able to carry its contexts and modules."""
         ...
+
+
+@runtime_checkable
+class Renders(Protocol):
+    """Optional: an adapter that writes failure reproductions in its library's own code.
+
+    When a property fails, the suite records what it did as a ``nnx_conformance.spec.repro.Scenario`` (a
+    graph or state built, the operations performed on it, the failing check) and asks the adapter, if it has
+    ``render``, for the script: ``render(scenario)`` returns Python source that rebuilds the counterexample
+    with the library's own API and ends in ``assert <the failing condition>, <the message>``, or ``None``
+    (or raises ``nnx_conformance.spec.repro.Unsupported``) to let the suite write the adapter-terms script.
+    Subclass ``nnx_conformance.spec.repro.LibraryRenderer`` to override only what the library spells
+    differently (``spec/adapters/_render_flax.py`` is a complete example). Not part of :class:`Adapter`: it
+    is never required.
+    """
+
+    def render(self, scenario: Any) -> str | None: ...
 
 
 def can_delete_attrs(adapter: Any) -> bool:

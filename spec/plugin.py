@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from nnx_conformance.spec import _environment, registry
+from nnx_conformance.spec import _environment, _repro_hooks, registry
 from nnx_conformance.spec import checked as _checked
 from nnx_conformance.spec import expectations as _expectations
 from nnx_conformance.spec import timeout as _timeout
@@ -90,6 +90,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Hypothesis max_examples of the spec properties (cheaper ones scale from it); other tests keep "
         "their own settings",
     )
+    _repro_hooks.addoption(group)  # --nnx-repro-dir
 
 
 def _register_profiles() -> None:
@@ -134,6 +135,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         _helpers.MAX_EXAMPLES = options.max_examples
     config.pluginmanager.register(_Recorder(config), "nnx-conformance-recorder")
+    config.pluginmanager.register(_repro_hooks.ReproHooks(config), "nnx-conformance-repro")
 
 
 # -- the impl fixture and where it comes from ---------------------------------------------------------------

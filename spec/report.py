@@ -218,9 +218,20 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def short_message(text: str) -> str:
-    """The tail of a failure's text: where Hypothesis puts the falsifying example and our snippet."""
+    """A failure's text for the report, cause first: the exception's own lines (pytest's ``E   ...``, where
+    Hypothesis also puts the falsifying example), then the reproduction section (its head and its end, the
+    failing check), without the frames that led there. Text in another shape keeps its last lines."""
     lines = text.rstrip().splitlines()
-    return "\n".join(lines[-_MESSAGE_LINES:])
+    cause = [line[4:] for line in lines if line.startswith("E   ")]
+    if not cause:
+        return "\n".join(lines[-_MESSAGE_LINES:])
+    cause = cause[:20] + (["..."] if len(cause) > 20 else [])
+    start = next((i for i, line in enumerate(lines) if line.startswith("---") and "reproduction" in line), None)
+    script = lines[start:] if start is not None else []
+    room = _MESSAGE_LINES - len(cause)
+    if len(script) > room:
+        script = [*script[:4], "# ... (shortened: the whole script is in the failure output)", *script[-(room - 5) :]]
+    return "\n".join(cause + script)
 
 
 def main(argv: list[str] | None = None) -> int:

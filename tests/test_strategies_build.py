@@ -184,13 +184,16 @@ def test_snippet_rebuilds_the_graph(plain_spec, bp):
     assert read(run_snippet(source)["root"], Plain()) == canonical(bp)
 
 
-def test_repr_is_a_runnable_snippet_for_the_core():
-    impl = adapter("core")
+def test_repr_is_a_summary_that_names_no_implementation():
+    """What Hypothesis prints for a drawn graph ("Draw 1 (graph): ..."): counts, never code bound to an
+    implementation (a failure's reproduction, for the implementation under test, is printed apart)."""
 
     @FAST
-    @given(graphs(impl.capabilities))
+    @given(graphs())
     def check(bp: Blueprint) -> None:
-        assert read(run_snippet(repr(bp))["root"], impl) == canonical(bp)
+        text = repr(bp)
+        assert text.startswith("Blueprint(<") and text.endswith(">)") and "\n" not in text
+        assert "import" not in text and "Adapter" not in text
 
     check()
 

@@ -162,3 +162,13 @@ class CoreAdapter:
 
     def vmap(self, fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
         return jax.vmap(fn, **kwargs)
+
+    # -- reproductions (optional protocol method, see spec/adapter.py: Renders) --------------------------
+    def render(self, scenario: Any) -> str | None:
+        """A failure's reproduction in the core's own code; ``None`` for a subclass (it may change any
+        behaviour, so only the adapter-terms script reproduces it)."""
+        if type(self) is not CoreAdapter:
+            return None
+        from nnx_conformance.spec.adapters._render_core import CoreRenderer
+
+        return CoreRenderer(scenario).script()

@@ -312,3 +312,13 @@ class FlaxAdapter:
         kwargs.setdefault("graph", True)
         kwargs.setdefault("graph_updates", True)
         return nnx.vmap(fn, **kwargs)
+
+    # -- reproductions (optional protocol method, see spec/adapter.py: Renders) --------------------------
+    def render(self, scenario: Any) -> str | None:
+        """A failure's reproduction in plain ``flax.nnx`` (graph mode), importing nothing of the suite;
+        ``None`` for a subclass."""
+        if type(self) is not FlaxAdapter:
+            return None
+        from nnx_conformance.spec.adapters._render_flax import FlaxRenderer
+
+        return FlaxRenderer(scenario).script()

@@ -207,3 +207,12 @@ class SeedAdapter:
 
     def vmap(self, fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
         return jax.vmap(fn, **kwargs)
+
+    # -- reproductions (optional protocol method, see spec/adapter.py: Renders) --------------------------
+    def render(self, scenario: Any) -> str | None:
+        """A failure's reproduction in the seed's own code; ``None`` for a subclass."""
+        if type(self) is not SeedAdapter:
+            return None
+        from nnx_conformance.spec.adapters._render_seed import SeedRenderer
+
+        return SeedRenderer(scenario).script()

@@ -1,8 +1,11 @@
-"""Shared plumbing for the property modules: settings, reproduction snippets, comparisons.
+"""Shared plumbing for the property modules: settings, checks that reproduce, comparisons.
 
-Every property that draws a graph calls :func:`show` on it, so that when Hypothesis reports the shrunk
-failing example, the report also holds a short script that rebuilds that graph for the implementation
-under test (Hypothesis prints ``note()`` text only for the final, minimal example).
+A property states each check as ``check(impl, condition, message)``, the condition built with :class:`E`
+from the objects it holds (a merged module, a state, a key) and observations of them (a Variable's value,
+a state's paths...). The condition is evaluated through the adapter for the verdict; when it fails it is
+also the ``assert`` the failure's reproduction script ends with (:mod:`nnx_conformance.spec.repro`), so
+the script checks exactly what the property checked. The operations the property performs on the adapter
+are recorded on their own (:mod:`nnx_conformance.spec._recording`).
 """
 
 from __future__ import annotations
@@ -10,10 +13,44 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypedDict
 
-import numpy as np
-from hypothesis import HealthCheck, note, settings
+from hypothesis import HealthCheck, settings
 
+from nnx_conformance.spec import _recording
+from nnx_conformance.spec._script_helpers import names_path, same_array
 from nnx_conformance.spec.isolation import adapter_spec
+from nnx_conformance.spec.repro import At, Entry, Expr, Lit, Observe, Py
+
+check = _recording.check
+"""``check(impl, condition, message)``: see the module docstring."""
+fail = _recording.fail
+"""``fail(impl, condition, message)``: for a verdict already reached (cheaply) to be false, record the
+condition that shows it and raise; use where a passing check must cost nothing extra."""
+let = _recording.let
+code = _recording.code
+refuses = _recording.refuses
+build = _recording.build
+
+__all__ = [
+    "JAX_SETTINGS",
+    "MAX_EXAMPLES",
+    "SMALL",
+    "E",
+    "GraphSize",
+    "budget",
+    "build",
+    "check",
+    "code",
+    "fail",
+    "fmt_path",
+    "impl_spec",
+    "last_shown",
+    "let",
+    "names_path",
+    "paths",
+    "refuses",
+    "same_array",
+    "show",
+]
 
 # jit compiles take ~200 ms per new shape: deadlines would flag compilation, not bugs.
 JAX_SETTINGS = settings(
@@ -54,12 +91,14 @@ report counterexample sizes. Nothing in the suite depends on it."""
 
 
 def show(impl: Any, blueprint: Any, label: str = "graph") -> None:
-    """Attach a runnable reproduction of ``blueprint`` for ``impl`` to the failure report."""
-    from nnx_conformance.strategies import snippet
+    """Remember ``blueprint`` as the graph of this example (:data:`last_shown`).
 
+    The failure report's reproduction is written from what the property did (every operation is
+    recorded), not from here; this only lets the benchmarks measure counterexamples.
+    """
+    del impl, label
     global last_shown
     last_shown = blueprint
-    note(f"# --- reproduction ({label}) ---\n{snippet(blueprint, impl_spec(impl))}")
 
 
 def fmt_path(path: Iterable[str]) -> str:
@@ -67,10 +106,73 @@ def fmt_path(path: Iterable[str]) -> str:
     return repr(tuple(path))
 
 
-def same_array(a: Any, b: Any) -> bool:
-    """Bitwise equality of two arrays, dtype and shape included (NaN equals NaN)."""
-    a, b = np.asarray(a), np.asarray(b)
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+class E:
+    """Builders of check conditions (:class:`~nnx_conformance.spec.repro.Expr`).
+
+    Arguments are objects the property holds (named by the recording: ``merged``, ``state2``...),
+    literals (an expected value computed from the blueprint: written into the script as is), or other
+    expressions. ``E.lit(x)`` forces a literal.
+    """
+
+    @staticmethod
+    def of(x: Any) -> Expr:
+        return x if isinstance(x, Expr) else _recording.obj(x)
+
+    @staticmethod
+    def lit(x: Any) -> Expr:
+        return Lit(x)
+
+    @staticmethod
+    def at(x: Any, path: Iterable[str]) -> Expr:
+        return At(E.of(x), tuple(path)) if tuple(path) else E.of(x)
+
+    @staticmethod
+    def entry(state: Any, path: Iterable[str]) -> Expr:
+        return Entry(E.of(state), tuple(path))
+
+    @staticmethod
+    def observe(what: str, x: Any) -> Expr:
+        return Observe(what, E.of(x))
+
+    @staticmethod
+    def value(x: Any) -> Expr:
+        return Observe("value", E.of(x))
+
+    @staticmethod
+    def collection(x: Any) -> Expr:
+        return Observe("collection", E.of(x))
+
+    @staticmethod
+    def sharding(x: Any) -> Expr:
+        return Observe("sharding", E.of(x))
+
+    @staticmethod
+    def paths(state: Any) -> Expr:
+        return Observe("paths", E.of(state))
+
+    @staticmethod
+    def py(template: str, *args: Any) -> Expr:
+        return Py(template, tuple(E.of(a) for a in args))
+
+    @staticmethod
+    def is_(a: Any, b: Any) -> Expr:
+        return E.py("{0} is {1}", a, b)
+
+    @staticmethod
+    def is_not(a: Any, b: Any) -> Expr:
+        return E.py("{0} is not {1}", a, b)
+
+    @staticmethod
+    def eq(a: Any, b: Any) -> Expr:
+        return E.py("{0} == {1}", a, b)
+
+    @staticmethod
+    def ne(a: Any, b: Any) -> Expr:
+        return E.py("{0} != {1}", a, b)
+
+    @staticmethod
+    def same_array(a: Any, b: Any) -> Expr:
+        return E.py("same_array({0}, {1})", a, b)
 
 
 def paths(impl: Any, state: Any) -> list[tuple[str, ...]]:

@@ -37,7 +37,17 @@ from nnx_conformance.spec.properties._children import (
     entry_point,
     hash_seed_fingerprint,
 )
-from nnx_conformance.spec.properties._helpers import SMALL, budget, fmt_path, same_array, show
+from nnx_conformance.spec.properties._helpers import (
+    SMALL,
+    E,
+    budget,
+    check,
+    code,
+    fail,
+    fmt_path,
+    same_array,
+    show,
+)
 from nnx_conformance.spec.properties._judge import (
     alias_map,
     assert_disjoint,
@@ -141,15 +151,21 @@ def test_merge_restores_sharing_and_cycles(impl, data):
         first = at_path(impl, merged, paths[0])
         kind = "module" if isinstance(ref, NodeRef) else "Variable"
         for path in paths[1:]:
-            assert at_path(impl, merged, path) is first, (
-                f"after merge, {fmt_path(paths[0])} and {fmt_path(path)} should reach the same {kind} "
-                "(it is shared, or a cycle, in the partitioned module) but reach two different objects"
-            )
+            if at_path(impl, merged, path) is not first:
+                fail(
+                    impl,
+                    E.is_(E.at(merged, paths[0]), E.at(merged, path)),
+                    f"after merge, {fmt_path(paths[0])} and {fmt_path(path)} should reach the same {kind} "
+                    "(it is shared, or a cycle, in the partitioned module) but reach two different objects",
+                )
         seen = owner.setdefault(id(first), (paths[0], ref))
-        assert seen[1] == ref, (
-            f"after merge, {fmt_path(seen[0])} and {fmt_path(paths[0])} reach the same object, but they are "
-            "two distinct objects in the partitioned module"
-        )
+        if seen[1] != ref:
+            fail(
+                impl,
+                E.is_not(E.at(merged, seen[0]), E.at(merged, paths[0])),
+                f"after merge, {fmt_path(seen[0])} and {fmt_path(paths[0])} reach the same object, but they "
+                "are two distinct objects in the partitioned module",
+            )
 
 
 @clause("graph.roundtrip")
@@ -162,9 +178,11 @@ def test_repartition_gives_the_same_state_and_an_equal_definition(impl, data):
     state, graphdef = partition(impl, built(impl, bp))
     state2, graphdef2 = partition(impl, merge(impl, graphdef, state), "partition(merge(partition(m)))")
     compare_states(impl, state2, state, "partition(merge(partition(m))) vs partition(m)")
-    assert graphdef2 == graphdef, (
-        f"the definition of the merged module differs from the original's\n  merged:   {graphdef2!r}\n"
-        f"  original: {graphdef!r}"
+    check(
+        impl,
+        E.eq(graphdef2, graphdef),
+        lambda: f"the definition of the merged module differs from the original's\n  merged:   {graphdef2!r}\n"
+        f"  original: {graphdef!r}",
     )
 
 
@@ -186,7 +204,12 @@ def test_partition_yields_each_variable_once(impl, data):
     items = state_entries(impl, state)
     paths = [p for p, _ in items]
     dupes = sorted({p for p in paths if paths.count(p) > 1})
-    assert not dupes, f"the state lists these paths more than once: {dupes}"
+    if dupes:
+        fail(
+            impl,
+            E.py("len(set({0})) == len({0})", E.paths(state)),
+            f"the state lists these paths more than once: {dupes}",
+        )
     aliases = alias_map(o)
     by_var: dict[int, list[Path]] = {}
     for path in paths:
@@ -194,14 +217,23 @@ def test_partition_yields_each_variable_once(impl, data):
         if isinstance(ref, VarRef):
             by_var.setdefault(ref.index, []).append(path)
     for j, found in by_var.items():
-        assert len(found) == 1, (
-            f"the Variable whose canonical path is {fmt_path(o.var_paths[j])} is in the state "
-            f"{len(found)} times, under {sorted(found)}; a shared Variable must appear once"
+        if len(found) != 1:
+            fail(
+                impl,
+                E.py("len([p for p in {0} if p in {1}]) == 1", E.paths(state), E.lit(sorted(found))),
+                f"the Variable whose canonical path is {fmt_path(o.var_paths[j])} is in the state "
+                f"{len(found)} times, under {sorted(found)} (all paths to one Variable); a shared Variable "
+                "must appear once",
+            )
+    if len(items) != len(o.var_order):
+        expected = [p for p, _ in o.expected_items]
+        fail(
+            impl,
+            E.py("len({0}) == {1}", E.paths(state), E.lit(len(o.var_order))),
+            f"the state has {len(items)} entries; the graph has {len(o.var_order)} distinct reachable "
+            f"Variables (extra: {sorted(set(paths) - set(expected))}, missing: "
+            f"{sorted(set(expected) - set(paths))})\n  state paths: {paths}\n  expected:    {expected}",
         )
-    assert len(items) == len(o.var_order), (
-        f"the state has {len(items)} entries; the graph has {len(o.var_order)} distinct reachable Variables\n"
-        f"  state paths: {paths}\n  expected:    {[p for p, _ in o.expected_items]}"
-    )
 
 
 @clause("graph.canonical-paths")
@@ -224,10 +256,13 @@ def test_partition_keys_each_variable_by_its_canonical_path(impl, data):
         for p in unexpected
         if isinstance(ref := aliases.get(p), VarRef)
     ]
-    assert not unexpected and not missing, (
-        f"state paths are not the canonical paths\n  unexpected: {unexpected}\n  missing:    {missing}"
-        + "".join(f"\n  ({h})" for h in hints)
-    )
+    if unexpected or missing:
+        fail(
+            impl,
+            E.py("sorted(set({0})) == {1}", E.paths(state), E.lit(sorted(expected))),
+            f"state paths are not the canonical paths\n  unexpected: {unexpected}\n  missing:    {missing}"
+            + "".join(f"\n  ({h})" for h in hints),
+        )
     for path, var in items:
         expect_entry(impl, path, var, bp.variables[expected[path]])
 
@@ -253,12 +288,21 @@ def test_assignment_order_changes_neither_state_order_nor_definition(impl, data)
     compare_states(impl, s2, s1, "state of the reordered build vs the original build")
     keys1, leaves1 = pytree_leaves(s1)
     keys2, leaves2 = pytree_leaves(s2)
-    assert keys2 == keys1, f"pytree key paths differ\n  reordered: {keys2}\n  original:  {keys1}"
-    for key, a, b in zip(keys1, leaves1, leaves2):
-        assert same_array(b, a), (
-            f"pytree leaf {key}: reordered build {np.asarray(b)!r}, original {np.asarray(a)!r}"
+    if keys2 != keys1:
+        fail(
+            impl,
+            E.eq(E.observe("tree_keys", s2), E.observe("tree_keys", s1)),
+            f"pytree key paths differ ({first_difference(keys2, keys1)})\n  reordered: {keys2}\n"
+            f"  original:  {keys1}",
         )
-    assert g2 == g1, f"the definitions differ\n  reordered: {g2!r}\n  original:  {g1!r}"
+    for k, (key, a, b) in enumerate(zip(keys1, leaves1, leaves2)):
+        if not same_array(b, a):
+            fail(
+                impl,
+                E.py("same_array({0}[{2}], {1}[{2}])", E.observe("leaves", s2), E.observe("leaves", s1), E.lit(k)),
+                f"pytree leaf #{k} {key}: reordered build {np.asarray(b)!r}, original {np.asarray(a)!r}",
+            )
+    check(impl, E.eq(g2, g1), lambda: f"the definitions differ\n  reordered: {g2!r}\n  original:  {g1!r}")
 
 
 @clause("graph.order-independence", needs=("hashable_def",))
@@ -273,7 +317,12 @@ def test_definition_hash_ignores_assignment_order(impl, data):
     _, g1 = partition(impl, built(impl, bp))
     _, g2 = partition(impl, built(impl, other), "partition of the reordered build")
     h1, h2 = definition_hash(impl, g1, "original"), definition_hash(impl, g2, "reordered")
-    assert h1 == h2, f"equal graphs built in different orders hash differently: {h2} vs {h1}"
+    if h1 != h2:
+        fail(
+            impl,
+            E.eq(E.observe("hash", g1), E.observe("hash", g2)),
+            f"equal graphs built in different orders hash differently: {h2} vs {h1}",
+        )
 
 
 @clause("graph.order-independence")
@@ -311,12 +360,13 @@ def test_isomorphic_graphs_have_equal_definitions_and_hashes(impl, data):
     show(impl, bp)
     _, g1 = partition(impl, built(impl, bp))
     _, g2 = partition(impl, built(impl, revalued(bp, range(len(bp.variables)))), "partition of the 2nd build")
-    assert g1 == g2, (
-        f"isomorphic graphs (only Variable values differ) have unequal definitions\n  {g1!r}\n  {g2!r}"
+    check(
+        impl,
+        E.eq(g1, g2),
+        lambda: f"isomorphic graphs (only Variable values differ) have unequal definitions\n  {g1!r}\n  {g2!r}",
     )
-    assert definition_hash(impl, g1, "first") == definition_hash(impl, g2, "second"), (
-        "equal definitions hash differently"
-    )
+    if definition_hash(impl, g1, "first") != definition_hash(impl, g2, "second"):
+        fail(impl, E.eq(E.observe("hash", g1), E.observe("hash", g2)), "equal definitions hash differently")
 
 
 @clause("graph.def-equality")
@@ -338,9 +388,11 @@ def test_changing_one_static_changes_the_definition(impl, data):
     where = fmt_path((*o.node_paths[i], name))
     _, g1 = partition(impl, built(impl, bp1))
     _, g2 = partition(impl, built(impl, bp2), "partition of the changed graph")
-    assert g1 != g2, (
+    check(
+        impl,
+        E.ne(g1, g2),
         f"the definitions compare equal although the static {where} is {first!r} "
-        f"({type(first).__name__}) in one graph and {second!r} ({type(second).__name__}) in the other"
+        f"({type(first).__name__}) in one graph and {second!r} ({type(second).__name__}) in the other",
     )
 
 
@@ -358,7 +410,9 @@ def test_structural_change_gives_an_unequal_definition(impl, data):
     show(impl, other, "mutated graph")
     _, g1 = partition(impl, built(impl, bp))
     _, g2 = partition(impl, built(impl, other), "partition of the mutated graph")
-    assert g1 != g2, f"the definitions compare equal although the structure changed: {what}\n  {g1!r}"
+    check(
+        impl, E.ne(g1, g2), lambda: f"the definitions compare equal although the structure changed: {what}\n  {g1!r}"
+    )
 
 
 @clause("graph.def-equality")
@@ -384,7 +438,11 @@ def test_renaming_one_attribute_gives_an_unequal_definition(impl, data):
     show(impl, other, "renamed graph")
     _, g1 = partition(impl, built(impl, bp))
     _, g2 = partition(impl, built(impl, other), "partition of the renamed graph")
-    assert g1 != g2, f"the definitions compare equal although an attribute was renamed: {what}\n  {g1!r}"
+    check(
+        impl,
+        E.ne(g1, g2),
+        lambda: f"the definitions compare equal although an attribute was renamed: {what}\n  {g1!r}",
+    )
 
 
 _TINY_NAMES = ("a", "b")
@@ -426,12 +484,11 @@ def test_definitions_are_equal_exactly_when_structures_are(impl, data):
     _, g1 = partition(impl, built(impl, bp1))
     _, g2 = partition(impl, built(impl, bp2), "partition of the second graph")
     if same:
-        assert g1 == g2, f"isomorphic graphs have unequal definitions\n  {g1!r}\n  {g2!r}"
-        assert definition_hash(impl, g1, "first") == definition_hash(impl, g2, "second"), (
-            "equal definitions hash differently"
-        )
+        check(impl, E.eq(g1, g2), lambda: f"isomorphic graphs have unequal definitions\n  {g1!r}\n  {g2!r}")
+        if definition_hash(impl, g1, "first") != definition_hash(impl, g2, "second"):
+            fail(impl, E.eq(E.observe("hash", g1), E.observe("hash", g2)), "equal definitions hash differently")
     else:
-        assert g1 != g2, f"non-isomorphic graphs have equal definitions\n  {g1!r}\n  {g2!r}"
+        check(impl, E.ne(g1, g2), lambda: f"non-isomorphic graphs have equal definitions\n  {g1!r}\n  {g2!r}")
 
 
 @clause("graph.def-equality")
@@ -454,16 +511,38 @@ def test_equal_definitions_share_one_jit_trace(impl, data):
         traces.append(graphdef)
         return x + 1
 
-    jitted = jax.jit(f, static_argnums=0)
-    x = np.zeros((), np.float32)
-    try:
+    def trace_both(g1: Any, g2: Any) -> list[Any]:
+        jitted = jax.jit(f, static_argnums=0)
+        x = np.zeros((), np.float32)
         jitted.trace(g1, x)
         jitted.trace(g2, x)
+        return traces
+
+    try:
+        code(_TRACE_BOTH, trace_both, g1, g2, outputs=("traces",))
     except (TypeError, ValueError) as err:
         raise AssertionError(
             f"{impl.name}: a definition is not usable as a jax.jit static argument: {type(err).__name__}: {err}"
         ) from err
-    assert len(traces) == 1, f"two equal definitions were traced {len(traces)} times instead of once"
+    check(
+        impl,
+        E.py("len({0}) == 1", traces),
+        f"two equal definitions were traced {len(traces)} times instead of once (by jax.jit with the "
+        "definition as a static argument)",
+    )
+
+
+_TRACE_BOTH = """traces = []
+
+
+def f(graphdef, x):
+    traces.append(graphdef)  # runs once per trace
+    return x + 1
+
+
+jitted = jax.jit(f, static_argnums=0)
+jitted.trace({0}, np.zeros((), np.float32))
+jitted.trace({1}, np.zeros((), np.float32))"""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -523,9 +602,13 @@ def test_update_from_a_filtered_state_sets_only_the_filtered_part(impl, data):
     kept = {j for _, j in o.select(*chosen_filters)}
     got = sorted(p for p, _ in state_entries(impl, sub))
     want = sorted(o.var_paths[j] for j in kept)
-    assert got == want, (
-        f"precondition (clause state.filter-partition): filter{tuple(chosen_filters)!r} kept {got}, expected {want}"
-    )
+    if got != want:
+        fail(
+            impl,
+            E.eq(E.py("sorted({0})", E.paths(sub)), E.lit(want)),
+            f"precondition (clause state.filter-partition): filter{tuple(chosen_filters)!r} kept {got}, "
+            f"expected {want}",
+        )
     update(impl, root, sub, "update(m, filtered state)")
     expect_graph(impl, root, revalued(bp, kept), f"after update(m, filter(state, *{chosen_filters!r}))")
 

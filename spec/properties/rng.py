@@ -27,11 +27,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given, note, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nnx_conformance.spec.clauses import clause
-from nnx_conformance.spec.properties._helpers import JAX_SETTINGS, budget, impl_spec
+from nnx_conformance.spec.properties._helpers import JAX_SETTINGS, E, budget, fail
 from nnx_conformance.strategies import RngProgram, RngRecord, rng_programs, run_program
 
 __all__ = [
@@ -157,16 +157,6 @@ def chi2_sf(x: float, df: int) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
-def _program_note(program: RngProgram, impl: Any) -> None:
-    note(
-        "# --- reproduction (rng program) ---\n"
-        f"from nnx_conformance.spec import registry\n"
-        f"from nnx_conformance.strategies import RngProgram, run_program\n"
-        f"impl = registry.load(registry.resolve({impl_spec(impl)!r}))\n"
-        f"records = run_program({program!r}, impl)"
-    )
-
-
 # ---------------------------------------------------------------------------------------------------------
 # rng.reproducible
 # ---------------------------------------------------------------------------------------------------------
@@ -181,13 +171,15 @@ def test_same_program_and_seed_give_identical_keys(impl, data):
     Checkpointing and debugging rest on this: a model rebuilt from the same seed must be the same model.
     """
     program = data.draw(rng_programs(max_ops=20), label="program")
-    _program_note(program, impl)
     first, second = _draws(run_program(program, impl)), _draws(run_program(program, impl))
     for a, b in zip(first, second):
-        assert np.array_equal(a.key_data, b.key_data), (
-            f"seed {program.seed}, {describe_draw(a)}: the first run drew {a.key_data.tolist()}, "
-            f"the second run of the same program drew {b.key_data.tolist()}"
-        )
+        if not np.array_equal(a.key_data, b.key_data):
+            fail(
+                impl,
+                E.py("np.array_equal({0}, {1})", a.key_data, b.key_data),
+                f"seed {program.seed}, {describe_draw(a)}: the first run drew {a.key_data.tolist()}, "
+                f"the second run of the same program drew {b.key_data.tolist()}",
+            )
 
 
 @clause("rng.reproducible")
@@ -203,12 +195,14 @@ def test_different_seeds_give_different_keys(impl, data):
     program = data.draw(rng_programs(min_ops=1, max_ops=8), label="program")
     flip = st.integers(0, 31).map(lambda bit: program.seed ^ (1 << bit))
     other_seed = data.draw(st.one_of(flip, SEEDS.filter(lambda s: s != program.seed)), label="other_seed")
-    _program_note(program, impl)
     other = RngProgram(other_seed, program.ops)
     for a, b in zip(_draws(run_program(program, impl)), _draws(run_program(other, impl))):
-        assert not np.array_equal(a.key_data, b.key_data), (
-            f"{describe_draw(a)}: seeds {program.seed} and {other_seed} both drew {a.key_data.tolist()}"
-        )
+        if np.array_equal(a.key_data, b.key_data):
+            fail(
+                impl,
+                E.py("not np.array_equal({0}, {1})", a.key_data, b.key_data),
+                f"{describe_draw(a)}: seeds {program.seed} and {other_seed} both drew {a.key_data.tolist()}",
+            )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -216,7 +210,7 @@ def test_different_seeds_give_different_keys(impl, data):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _assert_distinct(records: Sequence[RngRecord], what: str) -> None:
+def _assert_distinct(impl: Any, records: Sequence[RngRecord], what: str) -> None:
     draws = _draws(records)
     if len(draws) < 2:
         return
@@ -229,7 +223,13 @@ def _assert_distinct(records: Sequence[RngRecord], what: str) -> None:
             + " and by ".join(describe_draw(draws[i]) for i in g)
             for g in groups[:5]
         ]
-        raise AssertionError(f"{what}: {len(groups)} key(s) drawn more than once\n" + "\n".join(lines))
+        a, b = draws[groups[0][0]], draws[groups[0][1]]
+        fail(
+            impl,
+            E.py("not np.array_equal({0}, {1})", a.key_data, b.key_data),
+            f"{what}: {len(groups)} key(s) drawn more than once; first, op #{a.op_index} and op #{b.op_index} "
+            "drew the same key\n" + "\n".join(lines),
+        )
 
 
 @clause("rng.unique")
@@ -238,8 +238,7 @@ def _assert_distinct(records: Sequence[RngRecord], what: str) -> None:
 def test_every_key_of_a_program_is_distinct(impl, data):
     """Every key a program of draws and forks produces differs from every other (all words compared)."""
     program = data.draw(rng_programs(max_ops=30), label="program")
-    _program_note(program, impl)
-    _assert_distinct(run_program(program, impl), f"seed {program.seed}")
+    _assert_distinct(impl, run_program(program, impl), f"seed {program.seed}")
 
 
 @clause("rng.unique")

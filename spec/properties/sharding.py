@@ -43,7 +43,7 @@ from hypothesis import strategies as st
 from nnx_conformance.spec.adapter import Path, Sharding
 from nnx_conformance.spec.clauses import clause
 from nnx_conformance.spec.isolation import run_isolated
-from nnx_conformance.spec.properties._helpers import budget, fmt_path, show
+from nnx_conformance.spec.properties._helpers import E, budget, build, code, fail, fmt_path, let, show
 from nnx_conformance.strategies import MESH_AXES as _STRATEGY_AXES
 
 __all__ = [
@@ -95,12 +95,26 @@ class _Expected:
                 lines.append(f"  {fmt_path(path)}: sharding {annotation!r}, expected {self.by_path[path]!r}")
         return lines
 
-    def check(self, where: str, got: dict[Path, Sharding | None]) -> None:
+    def check(self, impl: Any, where: str, got: dict[Path, Sharding | None], source: Any) -> None:
+        """``got`` (path -> annotation) read from ``source``: a state (``("state", s)``), a module
+        (``("module", m)``) or a list of such dicts recorded inside a traced body (``("seen", list)``)."""
         lines = self.mismatches(got)
-        assert not lines, (
-            f"sharding annotation lost or changed {where}:\n"
+        if not lines:
+            return
+        path = next(p for p, a in got.items() if p in self.by_path and _norm(a) != _norm(self.by_path[p]))
+        kind, obj = source
+        if kind == "state":
+            observed = E.sharding(E.entry(obj, path))
+        elif kind == "module":
+            observed = E.sharding(E.at(obj, path))
+        else:
+            observed = E.py("{0}[-1][{1}]", obj, E.lit(path))
+        fail(
+            impl,
+            E.eq(observed, E.lit(self.by_path[path])),
+            f"sharding annotation lost or changed {where}, first at {fmt_path(path)}:\n"
             + "\n".join(lines)
-            + "\n(a Variable's sharding must come out of every operation exactly as it went in)"
+            + "\n(a Variable's sharding must come out of every operation exactly as it went in)",
         )
 
 
@@ -163,7 +177,7 @@ def test_sharding_survives_every_operation(impl, data):
     """Each Variable's annotation, read back after every operation the clause lists, is the one it was
     built with. Inside ``jit``/``vmap``/``scan`` bodies the state is rebuilt from aux data alone, so an
     annotation kept anywhere but in the pytree's static part is lost there first."""
-    from nnx_conformance.strategies import build, graphs
+    from nnx_conformance.strategies import graphs
 
     # Identifier names only: a separator collision ('a/b' next to a.b) loses whole Variables, which
     # graph.path-names reports; here it would only hide whether the *annotations* survive.
@@ -173,65 +187,141 @@ def test_sharding_survives_every_operation(impl, data):
     expected = _expected_from(bp)
     root = build(bp, impl).root
 
+    def of_state(where: str, state: Any) -> None:
+        expected.check(impl, where, _shardings(impl, state), ("state", state))
+
+    def of_module(where: str, module: Any) -> None:
+        expected.check(impl, where, _module_shardings(impl, module, expected.canonical), ("module", module))
+
     state, graphdef = impl.partition(root)
-    expected.check("by partition", _shardings(impl, state))
+    of_state("by partition", state)
 
     merged = impl.merge(graphdef, state)
-    expected.check(
-        "by merge (read from the merged module)", _module_shardings(impl, merged, expected.canonical)
-    )
+    of_module("by merge (read from the merged module)", merged)
 
     items = impl.state_items(state)
     collections = sorted({impl.variable_collection(var) for _, var in items})
     parts = [impl.filter(state, c) for c in collections]
     for name, part in zip(collections, parts):
-        expected.check(f"by filter({name!r})", _shardings(impl, part))
-    some = impl.filter(state, lambda path, var: len(path) % 2 == 1)
-    expected.check("by filter(predicate)", _shardings(impl, some))
+        of_state(f"by filter({name!r})", part)
+    of_state("by filter(predicate)", impl.filter(state, _OddDepth()))
     if parts:
-        expected.check(
-            "by union of the per-collection filtered parts", _shardings(impl, impl.union(*reversed(parts)))
-        )
+        of_state("by union of the per-collection filtered parts", impl.union(*reversed(parts)))
 
     impl.update(merged, state)
-    expected.check(
-        "by update (read from the updated module)", _module_shardings(impl, merged, expected.canonical)
-    )
+    of_module("by update (read from the updated module)", merged)
     if parts:
         impl.update(merged, parts[0])
-        expected.check(
-            f"by update from filter({collections[0]!r})", _module_shardings(impl, merged, expected.canonical)
-        )
+        of_module(f"by update from filter({collections[0]!r})", merged)
 
-    expected.check("by jax.tree_util.tree_map", _shardings(impl, jax.tree_util.tree_map(lambda x: x, state)))
+    of_state("by jax.tree_util.tree_map", let("mapped", _identity, state, source=_MAP))
 
     if not items:
         return  # no leaf: jit/vmap/scan have nothing to carry, nothing to lose
+    seen, out = code(_JIT, lambda s: _run_jit(impl, s), state, outputs=("seen", "out"), adapter_terms=True)
+    expected.check(impl, "inside a jax.jit body (tracing)", seen[-1], ("seen", seen))
+    of_state("by jax.jit (its output)", out)
+
+    stacked = let("stacked", _stack_twice, state, source=_STACK)
+    of_state("by jax.tree_util.tree_map stacking two copies", stacked)
+    seen, out = code(_VMAP, lambda s: _run_vmap(impl, s), stacked, outputs=("seen_vmap", "out_vmap"), adapter_terms=True)
+    expected.check(impl, "inside a jax.vmap body", seen[-1], ("seen", seen))
+    of_state("by jax.vmap (its output)", out)
+
+    seen_carry, seen_xs, carry, ys = code(
+        _SCAN, lambda s, x: _run_scan(impl, s, x), state, stacked, outputs=("seen_carry", "seen_xs", "carry", "ys"), adapter_terms=True
+    )
+    expected.check(impl, "inside a jax.lax.scan body (the carry)", seen_carry[-1], ("seen", seen_carry))
+    expected.check(impl, "inside a jax.lax.scan body (a slice of xs)", seen_xs[-1], ("seen", seen_xs))
+    of_state("by jax.lax.scan (the final carry)", carry)
+    of_state("by jax.lax.scan (the stacked ys)", ys)
+
+
+@dataclasses.dataclass(frozen=True)
+class _OddDepth:
+    """Entries whose path has an odd number of names (a predicate filter a reproduction can spell)."""
+
+    def __call__(self, path: Path, variable: Any) -> bool:
+        return len(path) % 2 == 1
+
+    def repro_source(self, path: str) -> str:
+        return f"len({path}) % 2 == 1"
+
+
+def _identity(state: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x: x, state)
+
+
+def _stack_twice(state: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), state)
+
+
+_MAP = "jax.tree_util.tree_map(lambda x: x, {0})"
+_STACK = "jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), {0})"
+_SEEN = (
+    "def shardings(state):  # path -> annotation of every entry, as the body sees them\n"
+    "    return {tuple(p): (None if a.variable_sharding(v) is None else tuple(a.variable_sharding(v)))\n"
+    "            for p, v in a.state_items(state)}\n"
+)
+_JIT = _SEEN + """
+
+seen = []
+
+
+def body(s):
+    seen.append(shardings(s))
+    return s
+
+
+out = jax.jit(body)({0})"""
+_VMAP = _SEEN + """
+
+seen_vmap = []
+
+
+def body(s):
+    seen_vmap.append(shardings(s))
+    return s
+
+
+out_vmap = jax.vmap(body)({0})"""
+_SCAN = _SEEN + """
+
+seen_carry, seen_xs = [], []
+
+
+def step(carry, x):
+    seen_carry.append(shardings(carry))
+    seen_xs.append(shardings(x))
+    return carry, x
+
+
+carry, ys = jax.lax.scan(step, {0}, {1})"""
+
+
+def _run_jit(impl: Any, state: Any) -> tuple[list[Any], Any]:
     seen: list[dict[Path, Sharding | None]] = []
     out = jax.jit(_traced(lambda s: s, impl, seen))(state)
-    expected.check("inside a jax.jit body (tracing)", seen[-1])
-    expected.check("by jax.jit (its output)", _shardings(impl, out))
+    return seen, out
 
-    stacked = jax.tree_util.tree_map(lambda x: jnp.stack([x, x]), state)
-    expected.check("by jax.tree_util.tree_map stacking two copies", _shardings(impl, stacked))
-    seen.clear()
+
+def _run_vmap(impl: Any, stacked: Any) -> tuple[list[Any], Any]:
+    seen: list[dict[Path, Sharding | None]] = []
     out = jax.vmap(_traced(lambda s: s, impl, seen))(stacked)
-    expected.check("inside a jax.vmap body", seen[-1])
-    expected.check("by jax.vmap (its output)", _shardings(impl, out))
+    return seen, out
 
+
+def _run_scan(impl: Any, state: Any, stacked: Any) -> tuple[Any, Any, Any, Any]:
     seen_carry: list[dict[Path, Sharding | None]] = []
-    seen.clear()
+    seen_xs: list[dict[Path, Sharding | None]] = []
 
     def step(carry: Any, x: Any) -> tuple[Any, Any]:
         seen_carry.append(_shardings(impl, carry))
-        seen.append(_shardings(impl, x))
+        seen_xs.append(_shardings(impl, x))
         return carry, x
 
     carry, ys = jax.lax.scan(step, state, stacked)
-    expected.check("inside a jax.lax.scan body (the carry)", seen_carry[-1])
-    expected.check("inside a jax.lax.scan body (a slice of xs)", seen[-1])
-    expected.check("by jax.lax.scan (the final carry)", _shardings(impl, carry))
-    expected.check("by jax.lax.scan (the stacked ys)", _shardings(impl, ys))
+    return seen_carry, seen_xs, carry, ys
 
 
 # ---------------------------------------------------------------------------------------------------------

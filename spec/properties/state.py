@@ -26,15 +26,26 @@ from hypothesis import strategies as st
 
 from nnx_conformance.spec.adapter import Filter, Path
 from nnx_conformance.spec.clauses import clause
-from nnx_conformance.spec.properties._helpers import budget, fmt_path, same_array, show
-from nnx_conformance.spec.properties._judge import graph_diff
+from nnx_conformance.spec.properties._helpers import (
+    E,
+    budget,
+    build,
+    code,
+    fail,
+    fmt_path,
+    let,
+    names_path,
+    refuses,
+    same_array,
+    show,
+)
+from nnx_conformance.spec.properties._judge import expect_graph
 from nnx_conformance.strategies import (
     COLLECTIONS,
     PathContains,
     PathDepth,
     PathPrefix,
     allowed,
-    build,
     collections,
     filters,
     graphs,
@@ -94,9 +105,12 @@ def _describe(impl: Any, var: Any) -> str:
     return f"{impl.variable_collection(var)}:{value.dtype}{list(value.shape)}={value.tolist()!r}{extra}"
 
 
-def assert_same_items(impl: Any, got: Sequence[Item], want: Sequence[Item], what: str) -> None:
-    """Same paths in the same order, and per path the same value (bitwise), collection and sharding."""
-    got_paths, want_paths = [p for p, _ in got], [p for p, _ in want]
+def assert_same_items(impl: Any, got: Any, want: Sequence[Item], what: str) -> None:
+    """The state ``got`` holds exactly ``want``: the same paths in the same order, and per path the same
+    value (bitwise), collection and sharding. On failure the message starts with the first path that
+    differs and what was expected there."""
+    got_items = items_of(impl, got)
+    got_paths, want_paths = [p for p, _ in got_items], [p for p, _ in want]
     if got_paths != want_paths:
         missing = [p for p in want_paths if p not in set(got_paths)]
         extra = [p for p in got_paths if p not in set(want_paths)]
@@ -107,18 +121,27 @@ def assert_same_items(impl: Any, got: Sequence[Item], want: Sequence[Item], what
             detail.append(f"  unexpected: {', '.join(map(fmt_path, extra))}")
         if not missing and not extra:
             detail.append("  (same paths, different order)")
-        raise AssertionError(
-            f"{what}: paths differ\n  got      {got_paths}\n  expected {want_paths}\n" + "\n".join(detail)
+        first = next(
+            (f"at position {k}: {fmt_path(g)}, expected {fmt_path(w)}" for k, (g, w) in enumerate(zip(got_paths, want_paths)) if g != w),
+            f"{len(got_paths)} entries, expected {len(want_paths)}",
         )
-    for (path, g), (_, w) in zip(got, want):
-        same = (
-            same_array(impl.variable_value(g), impl.variable_value(w))
-            and impl.variable_collection(g) == impl.variable_collection(w)
-            and _sharding(impl, g) == _sharding(impl, w)
+        fail(
+            impl,
+            E.eq(E.paths(got), E.lit(want_paths)),
+            f"{what}: paths differ, first {first}\n  got      {got_paths}\n  expected {want_paths}\n"
+            + "\n".join(detail),
         )
-        assert same, (
-            f"{what}: entry at {fmt_path(path)} is {_describe(impl, g)}, expected {_describe(impl, w)}"
-        )
+    for (path, g), (_, w) in zip(got_items, want):
+        here = E.entry(got, path)
+        if not same_array(impl.variable_value(g), impl.variable_value(w)):
+            cond = E.same_array(E.value(here), E.value(w))
+        elif impl.variable_collection(g) != impl.variable_collection(w):
+            cond = E.eq(E.collection(here), E.collection(w))
+        elif _sharding(impl, g) != _sharding(impl, w):
+            cond = E.eq(E.sharding(here), E.sharding(w))
+        else:
+            continue
+        fail(impl, cond, f"{what}: entry at {fmt_path(path)} is {_describe(impl, g)}, expected {_describe(impl, w)}")
 
 
 def _sharding(impl: Any, var: Any) -> tuple[str | None, ...] | None:
@@ -134,7 +157,7 @@ def _partitioned(impl: Any, data: st.DataObject, **size: Any) -> tuple[Any, Any,
     """Draw a graph, build it, partition it: ``(blueprint, state, items, graphdef)``."""
     bp = data.draw(graphs(impl.capabilities, **(size or SMALL)), label="graph")
     show(impl, bp)
-    state, graphdef = impl.partition(build(bp, impl).root)
+    state, graphdef = impl.partition(build(bp, impl).root)  # build: recorded as one graph
     return bp, state, items_of(impl, state), graphdef
 
 
@@ -165,22 +188,39 @@ def test_collection_filters_are_disjoint_and_cover_the_state(impl, data):
     union is the whole state (same paths in the same order, same values and metadata)."""
     _, state, items, _ = _partitioned(impl, data)
     names = sorted({impl.variable_collection(v) for _, v in items} | set(COLLECTIONS))
-    parts = {c: items_of(impl, impl.filter(state, c)) for c in names}
+    states = {c: impl.filter(state, c) for c in names}
+    parts = {c: items_of(impl, part) for c, part in states.items()}
     owner: dict[Path, str] = {}
     for c, part in parts.items():
         for path, var in part:
             got = impl.variable_collection(var)
-            assert got == c, f"filter({c!r}) kept {fmt_path(path)}, whose collection is {got!r}"
-            assert path not in owner, (
-                f"{fmt_path(path)} is in both filter({owner[path]!r}) and filter({c!r}): the parts overlap"
-            )
+            if got != c:
+                mine = [p for p, v in items if impl.variable_collection(v) == c]
+                fail(
+                    impl,
+                    E.eq(E.paths(states[c]), E.lit(mine)),
+                    f"filter({c!r}) kept {fmt_path(path)}, whose collection is {got!r} (the entries of "
+                    f"collection {c!r}: {mine})",
+                )
+            if path in owner:
+                fail(
+                    impl,
+                    E.py("not ({0} in {1} and {0} in {2})", E.lit(path), E.paths(states[owner[path]]), E.paths(states[c])),
+                    f"{fmt_path(path)} is in both filter({owner[path]!r}) and filter({c!r}): the parts overlap",
+                )
             owner[path] = c
     lost = [(p, impl.variable_collection(v)) for p, v in items if p not in owner]
-    assert not lost, "entries in no collection filter: " + ", ".join(
-        f"{fmt_path(p)} (collection {c!r})" for p, c in lost
-    )
+    if lost:
+        every = " + ".join(f"{{{k + 1}}}" for k in range(len(names)))
+        fail(
+            impl,
+            E.py("{0} in " + every, E.lit(lost[0][0]), *(E.paths(states[c]) for c in names)),
+            "entries in no collection filter: "
+            + ", ".join(f"{fmt_path(p)} (collection {c!r})" for p, c in lost)
+            + f" (the filters: {names})",
+        )
     union = impl.union(*(impl.filter(state, c) for c in names))
-    assert_same_items(impl, items_of(impl, union), _canonical(items), "union of the per-collection filters")
+    assert_same_items(impl, union, _canonical(items), "union of the per-collection filters")
 
 
 FILTER_LISTS = st.one_of(
@@ -226,8 +266,7 @@ def test_filter_keeps_exactly_the_matching_entries(impl, data):
         if not fs:
             continue
         want = _canonical([(p, v) for p, v in items if any(matches_entry(impl, f, p, v) for f in fs)])
-        got = items_of(impl, impl.filter(state, *fs))
-        assert_same_items(impl, got, want, f"filter(state, {', '.join(map(repr, fs))})")
+        assert_same_items(impl, impl.filter(state, *fs), want, f"filter(state, {', '.join(map(repr, fs))})")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -250,9 +289,9 @@ def test_union_is_associative(impl, data):
     a, b, c = (_state(impl, p) for p in parts)
     want = _canonical({p: v for part in parts for p, v in part}.items())
     u = impl.union
-    assert_same_items(impl, items_of(impl, u(u(a, b), c)), want, "union(union(a, b), c)")
-    assert_same_items(impl, items_of(impl, u(a, u(b, c))), want, "union(a, union(b, c))")
-    assert_same_items(impl, items_of(impl, u(a, b, c)), want, "union(a, b, c)")
+    assert_same_items(impl, u(u(a, b), c), want, "union(union(a, b), c)")
+    assert_same_items(impl, u(a, u(b, c)), want, "union(a, union(b, c))")
+    assert_same_items(impl, u(a, b, c), want, "union(a, b, c)")
 
 
 @clause("state.union-laws")
@@ -265,12 +304,10 @@ def test_union_is_commutative_on_disjoint_states(impl, data):
     order = data.draw(st.permutations(range(3)), label="operand order")
     states = [_state(impl, p) for p in parts]
     forward = items_of(impl, impl.union(*states))
-    permuted = items_of(impl, impl.union(*(states[k] for k in order)))
+    permuted = impl.union(*(states[k] for k in order))
     assert_same_items(impl, permuted, forward, f"union of the parts in order {list(order)} vs [0, 1, 2]")
-    pair = items_of(impl, impl.union(states[order[1]], states[order[0]]))
-    assert_same_items(
-        impl, pair, items_of(impl, impl.union(states[order[0]], states[order[1]])), "b | a vs a | b"
-    )
+    pair = impl.union(states[order[1]], states[order[0]])
+    assert_same_items(impl, pair, items_of(impl, impl.union(states[order[0]], states[order[1]])), "b | a vs a | b")
 
 
 @clause("state.union-laws")
@@ -280,11 +317,11 @@ def test_union_is_idempotent(impl, data):
     """``s | s == s``, and a part united with itself and the whole gives the whole."""
     _, state, items, _ = _partitioned(impl, data)
     want = _canonical(items)
-    assert_same_items(impl, items_of(impl, impl.union(state, state)), want, "union(s, s)")
+    assert_same_items(impl, impl.union(state, state), want, "union(s, s)")
     (part,) = _parts(data, items, 1, disjoint=False)
     p = _state(impl, part)
-    assert_same_items(impl, items_of(impl, impl.union(p, p)), _canonical(part), "union(part, part)")
-    assert_same_items(impl, items_of(impl, impl.union(p, state, p)), want, "union(part, s, part)")
+    assert_same_items(impl, impl.union(p, p), _canonical(part), "union(part, part)")
+    assert_same_items(impl, impl.union(p, state, p), want, "union(part, s, part)")
 
 
 @clause("state.union-laws")
@@ -299,7 +336,7 @@ def test_union_yields_canonical_order_whatever_the_operand_order(impl, data):
         data.draw(st.permutations(part), label=f"entry order of part {k}") for k, part in enumerate(parts)
     ]
     order = data.draw(st.permutations(range(3)), label="operand order")
-    got = items_of(impl, impl.union(*(_state(impl, shuffled[k]) for k in order)))
+    got = impl.union(*(_state(impl, shuffled[k]) for k in order))
     want = _canonical({p: v for part in parts for p, v in part}.items())
     assert_same_items(impl, got, want, f"union of shuffled parts in operand order {list(order)}")
 
@@ -334,7 +371,7 @@ def test_merging_the_union_of_filtered_parts_equals_merging_the_whole(impl, data
         what = f"merging the union of {label}"
         union = impl.union(*(impl.filter(state, f) for f in fs))
         try:
-            got = read(impl.merge(graphdef, union), impl)
+            merged = impl.merge(graphdef, union)
         except Exception as err:
             if whole_error is not None and isinstance(err, type(whole_error)):
                 continue
@@ -347,7 +384,8 @@ def test_merging_the_union_of_filtered_parts_equals_merging_the_whole(impl, data
             raise AssertionError(
                 f"merging the whole state raises {type(whole_error).__name__}: {whole_error}; {what} succeeds"
             ) from whole_error
-        assert got == want, f"{what} differs from merging the whole state\n" + graph_diff(got, want)
+        assert want is not None
+        expect_graph(impl, merged, want, f"{what} differs from merging the whole state")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -381,20 +419,24 @@ def test_union_of_conflicting_states_is_an_error(impl, data):
     other = impl.make_state([(path, rival)])
     note(f"conflict at {fmt_path(path)}: {_describe(impl, var)} vs {_describe(impl, rival)}")
     for label, operands in (("union(s, t)", (state, other)), ("union(t, s)", (other, state))):
-        try:
-            result = impl.union(*operands)
-        except Exception as err:
-            message = str(err)
-            assert fmt_path(path) in message or "/".join(path) in message, (
-                f"{label} raised {type(err).__name__} for the conflict at {fmt_path(path)}, but the message "
-                f"does not name the path: {message[:300]!r}"
+
+        def accepted(result: Any, label: str = label) -> str:
+            kept = dict(items_of(impl, result)).get(path)
+            kept_text = "nothing" if kept is None else _describe(impl, kept)
+            return (
+                f"{label} silently resolved a conflict at {fmt_path(path)}: s holds {_describe(impl, var)}, "
+                f"t holds {_describe(impl, rival)}, the union kept {kept_text}"
             )
-            continue
-        kept = dict(items_of(impl, result)).get(path)
-        kept_text = "nothing" if kept is None else _describe(impl, kept)
-        raise AssertionError(
-            f"{label} silently resolved a conflict at {fmt_path(path)}: s holds {_describe(impl, var)}, "
-            f"t holds {_describe(impl, rival)}, the union kept {kept_text}"
+
+        refuses(
+            impl,
+            "union",
+            operands,
+            [path],
+            names_path=names_path,
+            accepted=accepted,
+            unnamed=f"{label} raised an error for the conflict at {fmt_path(path)}, but the message does not "
+            "name the path: ",
         )
 
 
@@ -414,24 +456,38 @@ def _structure(impl: Any, state: Any) -> list[tuple[Path, str, Any, tuple[int, .
 def _assert_structure(impl: Any, got: Any, want: Any, what: str, *, batch: tuple[int, ...] = ()) -> None:
     """Same paths (in order), collections, sharding and dtypes; shapes equal up to a leading ``batch``."""
     g, w = _structure(impl, got), _structure(impl, want)
-    assert [e[0] for e in g] == [e[0] for e in w], (
-        f"{what}: paths changed\n  got      {[e[0] for e in g]}\n  expected {[e[0] for e in w]}"
-    )
+    if [e[0] for e in g] != [e[0] for e in w]:
+        fail(
+            impl,
+            E.eq(E.paths(got), E.paths(want)),
+            f"{what}: paths changed\n  got      {[e[0] for e in g]}\n  expected {[e[0] for e in w]}",
+        )
     for (path, gc, gs, gshape, gd), (_, wc, ws, wshape, wd) in zip(g, w):
-        assert (gc, gs, gd) == (wc, ws, wd), (
-            f"{what}: at {fmt_path(path)} collection/sharding/dtype became {(gc, gs, gd)}, expected {(wc, ws, wd)}"
-        )
-        assert gshape == (*batch, *wshape), (
-            f"{what}: at {fmt_path(path)} shape became {gshape}, expected {(*batch, *wshape)}"
-        )
+        here, there = E.entry(got, path), E.entry(want, path)
+        message = f"{what}: at {fmt_path(path)} collection/sharding/dtype became {(gc, gs, gd)}, expected {(wc, ws, wd)}"
+        if gc != wc:
+            fail(impl, E.eq(E.collection(here), E.collection(there)), message)
+        if gs != ws:
+            fail(impl, E.eq(E.sharding(here), E.sharding(there)), message)
+        if gd != wd:
+            fail(impl, E.eq(E.py("{0}.dtype", E.value(here)), E.py("{0}.dtype", E.value(there))), message)
+        if gshape != (*batch, *wshape):
+            fail(
+                impl,
+                E.eq(E.py("{0}.shape", E.value(here)), E.py("({1}, *{0}.shape)", E.value(there), E.lit(batch))),
+                f"{what}: at {fmt_path(path)} shape became {gshape}, expected {(*batch, *wshape)}",
+            )
 
 
 def _assert_values(impl: Any, got: Any, want: dict[Path, np.ndarray], what: str) -> None:
     for path, var in items_of(impl, got):
         value = np.asarray(impl.variable_value(var))
-        assert same_array(value, want[path]), (
-            f"{what}: value at {fmt_path(path)} is {value.tolist()!r}, expected {want[path].tolist()!r}"
-        )
+        if not same_array(value, want[path]):
+            fail(
+                impl,
+                E.same_array(E.value(E.entry(got, path)), E.lit(want[path])),
+                f"{what}: value at {fmt_path(path)} is {value.tolist()!r}, expected {want[path].tolist()!r}",
+            )
 
 
 @clause("state.pytree")
@@ -443,20 +499,31 @@ def test_state_flattens_to_values_in_canonical_order_and_unflattens_back(impl, d
     _, state, items, _ = _partitioned(impl, data)
     leaves, treedef = jax.tree_util.tree_flatten(state)
     want = _canonical(items)
-    assert len(leaves) == len(want), (
-        f"{len(leaves)} leaves for a state of {len(want)} entries ({[p for p, _ in want]})"
-    )
+    if len(leaves) != len(want):
+        fail(
+            impl,
+            E.py("len({0}) == {1}", E.observe("leaves", state), E.lit(len(want))),
+            f"{len(leaves)} leaves for a state of {len(want)} entries ({[p for p, _ in want]})",
+        )
     for i, (leaf, (path, var)) in enumerate(zip(leaves, want)):
         value = impl.variable_value(var)
-        assert same_array(leaf, value), (
-            f"leaf #{i} is {np.asarray(leaf).tolist()!r}; in canonical order it should be the value at "
-            f"{fmt_path(path)}, {np.asarray(value).tolist()!r} (leaf order: "
-            f"{[np.asarray(x).tolist() for x in leaves]})"
-        )
-    back = jax.tree_util.tree_unflatten(treedef, leaves)
-    assert_same_items(impl, items_of(impl, back), want, "tree_unflatten(tree_flatten(state))")
-    mapped = jax.tree_util.tree_map(lambda x: x, state)
-    assert_same_items(impl, items_of(impl, mapped), want, "tree_map(identity, state)")
+        if not same_array(leaf, value):
+            fail(
+                impl,
+                E.same_array(E.py("{0}[{1}]", E.observe("leaves", state), E.lit(i)), E.value(var)),
+                f"leaf #{i} is {np.asarray(leaf).tolist()!r}; in canonical order it should be the value at "
+                f"{fmt_path(path)}, {np.asarray(value).tolist()!r} (leaf order: "
+                f"{[np.asarray(x).tolist() for x in leaves]})",
+            )
+    back = let(
+        "back",
+        lambda s: jax.tree_util.tree_unflatten(treedef, leaves),
+        state,
+        source="jax.tree_util.tree_unflatten(jax.tree_util.tree_structure({0}), jax.tree_util.tree_leaves({0}))",
+    )
+    assert_same_items(impl, back, want, "tree_unflatten(tree_flatten(state))")
+    mapped = let("mapped", _identity_map, state, source="jax.tree_util.tree_map(lambda x: x, {0})")
+    assert_same_items(impl, mapped, want, "tree_map(identity, state)")
     _check_leaf_order_on_trap_paths(impl, data)
 
 
@@ -489,10 +556,13 @@ def _check_leaf_order_on_trap_paths(impl: Any, data: st.DataObject) -> None:
     trap = impl.make_state([(p, impl.new_variable("params", np.float32(k))) for k, p in enumerate(paths)])
     leaves = [float(np.asarray(x)) for x in jax.tree_util.tree_leaves(trap)]
     want = [float(k) for k, _ in sorted(enumerate(paths), key=lambda kp: kp[1])]
-    assert leaves == want, (
-        f"a state keyed by {paths} (entry k holds k) flattens to {leaves}; in canonical (sorted tuple) order "
-        f"the leaves are {want}, i.e. paths {sorted(paths)}"
-    )
+    if leaves != want:
+        fail(
+            impl,
+            E.eq(E.py("[float(x) for x in {0}]", E.observe("leaves", trap)), E.lit(want)),
+            f"a state keyed by {paths} (entry k holds k) flattens to {leaves}; in canonical (sorted tuple) "
+            f"order the leaves are {want}, i.e. paths {sorted(paths)}",
+        )
 
 
 def _through_transforms(state: Any, stacked: Any) -> tuple[Any, Any, Any]:
@@ -510,6 +580,31 @@ def _through_transforms(state: Any, stacked: Any) -> tuple[Any, Any, Any]:
 
 _through = jax.jit(_through_transforms)
 
+_THROUGH_SOURCE = """def double(s):
+    return jax.tree_util.tree_map(lambda x: x * 2, s)
+
+
+def step(carry, _):
+    return jax.tree_util.tree_map(lambda x: x + 1, carry), None
+
+
+def through_transforms(state, stacked):  # one jitted function: jit (identity), vmap and scan
+    scanned, _ = jax.lax.scan(step, state, None, length=2)
+    return state, jax.vmap(double, axis_size=2)(stacked), scanned
+
+
+through_jit, through_vmap, through_scan = jax.jit(through_transforms)({0}, {1})"""
+""":data:`_through` as a reproduction writes it."""
+
+
+def _identity_map(state: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x: x, state)
+
+
+def _stack_with_plus_one(state: Any) -> Any:
+    other = jax.tree_util.tree_map(lambda x: x + 1, state)
+    return jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), state, other)
+
 
 @clause("state.pytree")
 @budget(0.1)
@@ -520,10 +615,16 @@ def test_state_passes_through_jit_vmap_and_scan_unchanged_in_structure(impl, dat
     dtypes are unchanged, shapes gain only the batch axis under vmap, and the values are the computed ones.
     """
     _, state, items, _ = _partitioned(impl, data, **TINY)
-    other = jax.tree_util.tree_map(lambda x: x + 1, state)
-    stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), state, other)
+    stacked = let(
+        "stacked",
+        _stack_with_plus_one,
+        state,
+        source="jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), {0}, jax.tree_util.tree_map(lambda x: x + 1, {0}))",
+    )
     _assert_structure(impl, stacked, state, "the two states stacked with tree_map", batch=(2,))
-    through_jit, through_vmap, through_scan = _through(state, stacked)
+    through_jit, through_vmap, through_scan = code(
+        _THROUGH_SOURCE, _through, state, stacked, outputs=("through_jit", "through_vmap", "through_scan")
+    )
     values = {p: np.asarray(impl.variable_value(v)) for p, v in items}
     _assert_structure(impl, through_jit, state, "jax.jit(identity)(state)")
     _assert_values(impl, through_jit, values, "jax.jit(identity)(state)")

@@ -132,9 +132,10 @@ class VarSpec:
 class Blueprint:
     """A module graph as data: ``nodes[0]`` is the root; every node and Variable is reachable from it.
 
-    ``repr`` is a short script that rebuilds the graph through the reference core's adapter (see
-    :func:`~nnx_conformance.strategies.snippet` for other implementations), so a falsifying example printed
-    by Hypothesis can be pasted and run as is.
+    ``repr`` is a one-line structural summary, ``Blueprint(<3 modules, 2 Variables; shared: 1 Variable;
+    1 cycle edge>)``: a falsifying example printed by Hypothesis says what was drawn without looking like
+    code for any one implementation. :func:`~nnx_conformance.strategies.snippet` writes the script that
+    rebuilds the graph through an adapter.
     """
 
     nodes: tuple[NodeSpec, ...]
@@ -146,13 +147,13 @@ class Blueprint:
         return self
 
     def __repr__(self) -> str:
-        from nnx_conformance.strategies._internal.snippet import snippet
+        from nnx_conformance.strategies._internal.snippet import summary
 
-        return snippet(self)
+        return f"Blueprint(<{summary(self)}>)"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        """Hypothesis (and IPython) pretty-print through this: the script, starting on its own line."""
-        printer.text("\n" + repr(self))
+        """Hypothesis (and IPython) pretty-print through this: the same one-line summary."""
+        printer.text(repr(self))
 
 
 def _validate(bp: Blueprint) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 from nnx_conformance.strategies._internal.blueprint import Blueprint, NodeRef, VarRef, VarSpec
 from nnx_conformance.strategies._internal.oracle import EdgeKind, oracle
 
-__all__ = ["snippet"]
+__all__ = ["snippet", "summary"]
 
 DEFAULT_ADAPTER = "nnx_conformance.spec.adapters.core:CoreAdapter"
 
@@ -53,6 +53,33 @@ def _array(var: VarSpec) -> str:
 def _new_variable(var: VarSpec) -> str:
     sharding = "" if var.sharding is None else f", {var.sharding!r}"
     return f"a.new_variable({var.collection!r}, {_array(var)}{sharding})"
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def summary(bp: Blueprint) -> str:
+    """``3 modules, 2 Variables; shared: 1 module, 1 Variable; 1 cycle edge``: what a blueprint holds.
+
+    Only counts (and names nothing of any implementation); a blueprint that does not validate is
+    summarised by its sizes alone.
+    """
+    text = f"{_count(len(bp.nodes), 'module')}, {_count(len(bp.variables), 'Variable')}"
+    try:
+        o = oracle(bp)
+    except Exception:  # a malformed blueprint still has a repr
+        return text + " (malformed)"
+    shared = [
+        _count(n, what)
+        for n, what in ((len(o.shared_nodes), "module"), (len(o.shared_variables), "Variable"))
+        if n
+    ]
+    if shared:
+        text += "; shared: " + ", ".join(shared)
+    if o.cycles:
+        text += f"; {_count(len(o.cycles), 'cycle edge')}"
+    return text
 
 
 def snippet(bp: Blueprint, adapter: str = DEFAULT_ADAPTER) -> str:
