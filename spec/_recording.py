@@ -863,6 +863,7 @@ def refuses(
     rec = _CURRENT
     before = len(rec.steps) if rec is not None else 0
     wanted = tuple(tuple(p) for p in paths)
+    if_accepted = accepted if isinstance(accepted, str) else f"{op} accepted the state without raising"
     try:
         result = getattr(impl, op)(*args)
     except Exception as err:  # the spec asks for *an* error; any kind is fine
@@ -870,11 +871,11 @@ def refuses(
         step = _pop_call(rec, before)
         if any(names_path(text, p) for p in wanted):
             if rec is not None and step is not None:
-                rec.add(Refusal(step, wanted, "", unnamed))
+                rec.add(Refusal(step, wanted, if_accepted, unnamed))
             return text
         error = AssertionError(unnamed + text)
         if rec is not None and step is not None:
-            rec.fail(Refusal(step, wanted, "", unnamed), error)
+            rec.fail(Refusal(step, wanted, if_accepted, unnamed), error)
         raise error from None
     step = _pop_call(rec, before)
     message = accepted(result) if callable(accepted) else accepted

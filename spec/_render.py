@@ -13,6 +13,7 @@ import inspect
 import keyword
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -663,8 +664,10 @@ def partial_script(scenario: Scenario | None, reason: str) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _identifier(name: str) -> bool:
-    return name.isidentifier() and not keyword.iskeyword(name)
+def identifier(name: str) -> bool:
+    """Whether ``name`` can be written as ``obj.name``: an identifier, no keyword, and unchanged by the NFKC
+    normalisation Python applies to identifiers in source (``ａ`` would silently become ``a``)."""
+    return name.isidentifier() and not keyword.iskeyword(name) and unicodedata.normalize("NFKC", name) == name
 
 
 class LibraryRenderer(ScriptRenderer):
@@ -696,7 +699,7 @@ class LibraryRenderer(ScriptRenderer):
                     raise Unsupported("new_module with a type name that is not a literal")
                 found = [arg.value]
             for t in found:
-                if not _identifier(t):
+                if not identifier(t):
                     raise Unsupported(f"module type name {t!r} is not a Python identifier")
                 if t not in names:
                     names.append(t)
@@ -714,23 +717,27 @@ class LibraryRenderer(ScriptRenderer):
                 if not isinstance(arg, Lit) or not isinstance(arg.value, str):
                     raise Unsupported("new_variable with a collection that is not a literal")
                 found = [arg.value]
+            elif isinstance(step, Call | Refusal):
+                call = step.call if isinstance(step, Refusal) else step
+                if call.op == "filter":  # a collection filter names a collection that may hold nothing
+                    found = [f.value for f in call.args[1:] if isinstance(f, Lit) and isinstance(f.value, str)]
             names += [c for c in found if c not in names]
         return names
 
     def new_module(self, type_name: str) -> str:
-        if not _identifier(type_name):
+        if not identifier(type_name):
             raise Unsupported(f"module type name {type_name!r}")
         return f"{type_name}()"
 
     def set_attr(self, module: str, name: str, value: str) -> str:
-        if _identifier(name):
+        if identifier(name):
             return f"{module}.{name} = {value}"
         return f"setattr({module}, {name!r}, {value})"
 
     def at(self, base: str, path: Sequence[str]) -> str:
         out = base
         for name in path:
-            out = f"{out}.{name}" if _identifier(name) else f"getattr({out}, {name!r})"
+            out = f"{out}.{name}" if identifier(name) else f"getattr({out}, {name!r})"
         return out
 
     # -- operations that construct values from literal arguments ----------------------------------------

@@ -163,22 +163,37 @@ def test_the_seed_renders_its_own_code(tmp_path: Path) -> None:
     assert _run(reproduction.script, tmp_path).returncode == 1
 
 
-def test_a_core_scenario_renders_as_core_code_that_passes_on_the_core(tmp_path: Path) -> None:
-    """The scenario a mutant failed, written in the core's own code: the core must pass it (exit 0)."""
+@pytest.mark.parametrize(
+    ("mutant_id", "clause", "name"),
+    [
+        ("shared-module-rebuilt-twice", "graph.roundtrip", "test_merge_restores_an_isomorphic_graph"),
+        ("count-path-joined-without-separator", "rng.unique", "test_every_key_of_a_program_is_distinct"),
+        ("leaves-in-joined-string-order", "state.pytree", "test_state_flattens_to_values_in_canonical_order_and_unflattens_back"),
+    ],
+)
+def test_a_scenario_written_in_core_and_flax_code_passes_where_they_conform(
+    mutant_id: str, clause: str, name: str, tmp_path: Path
+) -> None:
+    """The scenario a mutant failed (a graph merged, an RNG program, a pytree flattened), written in the
+    core's and in flax's own code: both implement these clauses correctly, so both scripts exit 0. A
+    renderer that misspells an operation or an observation makes its script fail here."""
     import dataclasses
 
     from nnx_conformance.spec.adapters._render_core import CoreRenderer
+    from nnx_conformance.spec.adapters._render_flax import FlaxRenderer
 
-    m = mutants.by_name("shared-module-rebuilt-twice")
-    fn = _recording.instrument(_property("graph.roundtrip", "test_merge_restores_an_isomorphic_graph"))
-    outcome = run_property(fn, m.make(), shrink=True, derandomize=True)
+    fn = _recording.instrument(_property(clause, name))
+    outcome = run_property(fn, mutants.by_name(mutant_id).make(), shrink=False, derandomize=True)
     rec = _recording.take()
-    scenario = rec.scenario(outcome.error, "graph.roundtrip", fn.__name__)
+    scenario = rec.scenario(outcome.error, clause, fn.__name__)
     assert scenario is not None
-    script = CoreRenderer(dataclasses.replace(scenario, implementation="core")).script()
-    assert "from nnx_conformance.core import" in script and ".partition()" in script and ".merge(" in script
-    done = _run(script, tmp_path)
-    assert done.returncode == 0, done.stderr + script
+    core = CoreRenderer(dataclasses.replace(scenario, implementation="core")).script()
+    assert "from nnx_conformance.core import" in core
+    flax_script = FlaxRenderer(dataclasses.replace(scenario, implementation="flax")).script()
+    assert "from flax import nnx" in flax_script and "nnx_conformance" not in flax_script
+    for label, script in (("core", core), ("flax", flax_script)):
+        done = _run(script, tmp_path, f"repro_{label}.py")
+        assert done.returncode == 0, f"{label}:\n{done.stderr[-2000:]}\n{script}"
 
 
 # -- through pytest -----------------------------------------------------------------------------------------

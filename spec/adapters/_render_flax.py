@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nnx_conformance.spec._render import LibraryRenderer
+from nnx_conformance.spec._render import LibraryRenderer, identifier
 from nnx_conformance.spec.repro import Call, Lit, Unsupported
 
 __all__ = ["FlaxRenderer"]
@@ -35,7 +35,7 @@ class FlaxRenderer(LibraryRenderer):
     def classes(self) -> list[tuple[str, str]]:
         custom = [(c, "nnx.Variable") for c in self.collections() if c not in _BUILTIN]
         for name, _ in custom:
-            if not name.isidentifier():
+            if not identifier(name):
                 raise Unsupported(f"collection {name!r} is not a Python identifier")
         return [*super().classes(), *custom]
 
