@@ -7,7 +7,8 @@ and run unchanged in the meta-tests' harness (``tests/mutants/harness.py``: seed
 counts), the kill matrix and the false-alarm run. One example is one program of up to ``steps`` steps.
 
 How: :func:`hypothesis.stateful.get_state_machine_test` builds Hypothesis' own state-machine test; its
-documented ``.hypothesis.inner_test`` is the step loop, a function of one ``st.data()`` object. Called with
+documented ``.hypothesis.inner_test`` is the step loop, a function of one ``st.data()`` object (before
+Hypothesis 6.131 or so, of the machine factory and the data object: both forms are handled). Called with
 the property's own ``data``, it draws rules and arguments from the property's choice sequence, so shrinking
 removes and simplifies steps exactly as :func:`~hypothesis.stateful.run_state_machine_as_test` would, and on
 the final (shrunk) example Hypothesis prints the steps (``state.add_attr(node=0, name='a', ...)``).
@@ -22,6 +23,7 @@ runnable reproduction in adapter terms, ending where it fails.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -53,6 +55,8 @@ class MachineRunner:
             self._make,  # type: ignore[arg-type]
             settings=settings(JAX_SETTINGS, stateful_step_count=steps),
         )
+        self._inner: Callable[..., None] = self._test.hypothesis.inner_test  # type: ignore[attr-defined]
+        self._takes_factory = len(inspect.signature(self._inner).parameters) == 2
 
     def _make(self) -> RuleBasedStateMachine:
         assert self._machine is not None, "MachineRunner: run() sets the machine"
@@ -62,7 +66,10 @@ class MachineRunner:
         """Run one program of ``machine``, drawing its steps from the property's ``data``."""
         self._machine = machine
         try:
-            self._test.hypothesis.inner_test(data)  # type: ignore[attr-defined]
+            if self._takes_factory:  # Hypothesis < 6.131 or so: run_state_machine(factory, data)
+                self._inner(self._make, data)
+            else:
+                self._inner(data)
         finally:
             self._machine = None
 
