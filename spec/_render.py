@@ -611,9 +611,8 @@ def property_script(
     where = " / ".join(x for x in (clause, name) if x)
     lines = [
         f"# Reproduction: {where}, failing on {implementation}.",
-        "# The property's own body, called on the failing arguments: its checks run inside traced functions",
-        "# or a child interpreter, so they are not spelled out step by step"
-        + (f" ({_one_line(why, 80)})." if why else "."),
+        "# The property's own body, run on the failing arguments: its checks are not written out step by step",
+        f"# here ({_one_line(why, 90) if why else 'they run inside traced functions or a child interpreter'}).",
         "# Run: python <this file> -- it ends in the check that failed (exits non-zero while the bug is there).",
     ]
     if hypothesis:
@@ -642,9 +641,9 @@ def property_script(
     return "\n".join(lines) + "\n"
 
 
-def partial_script(scenario: Scenario | None, reason: str) -> str:
-    """Not a reproduction: says why none could be written, and exits with status 2."""
-    where = "a conformance property"
+def partial_script(scenario: Scenario | None, reason: str, *, clause: str | None = None) -> str:
+    """Not a reproduction: says why none could be written, and exits non-zero (with the failure's text)."""
+    where = clause or "a conformance property"
     message = ""
     if scenario is not None:
         where = " / ".join(x for x in (scenario.clause, scenario.test) if x) or where

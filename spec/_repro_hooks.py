@@ -73,11 +73,11 @@ def reproduction_for(fn: Any, impl: Any, error: BaseException, clause: str | Non
         kwargs = rec.kwargs
         incomplete = rec.incomplete
         if scenario is None and not incomplete:
-            incomplete = "the failure came from a check the recording did not see"
+            incomplete = "the property's checks are not recorded"
     call = None
     if _recording.all_literal(kwargs.values()):
         call = (f"{fn.__module__}:{fn.__name__}", kwargs, hasattr(fn, "hypothesis"))
-    return _repro.reproduce(scenario, impl, property_call=call, incomplete=incomplete)
+    return _repro.reproduce(scenario, impl, property_call=call, incomplete=incomplete, clause=clause)
 
 
 class ReproHooks:

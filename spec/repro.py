@@ -324,6 +324,7 @@ def reproduce(
     *,
     property_call: tuple[str, dict[str, Any], bool] | None = None,
     incomplete: str = "",
+    clause: str | None = None,
 ) -> Reproduction:
     """The script for ``scenario`` on ``adapter`` (the raw adapter, or a wrapper of it).
 
@@ -361,14 +362,14 @@ def reproduce(
             property_call[1],
             adapter_spec,
             implementation=str(getattr(raw, "name", "")),
-            clause=scenario.clause if scenario else None,
+            clause=scenario.clause if scenario else clause,
             why="; ".join(reasons),
             hypothesis=property_call[2],
         )
         if script is not None:
             return Reproduction(script, "property", "property", "; ".join(reasons))
     return Reproduction(
-        _render.partial_script(scenario, "; ".join(reasons) or "no recorded failure"),
+        _render.partial_script(scenario, "; ".join(reasons) or "no recorded failure", clause=clause),
         "partial",
         "none",
         "; ".join(reasons),

@@ -397,6 +397,10 @@ class _Depth:
     def __call__(self, path: Path, variable: Any) -> bool:
         return len(path) == self.depth
 
+    def repro_source(self, path: str) -> str:
+        """The predicate as Python source over ``path`` (for a reproduction's lambda)."""
+        return f"len({path}) == {self.depth}"
+
 
 def _bumped(value: Any) -> np.ndarray:
     array = np.asarray(value)
