@@ -564,7 +564,20 @@ def _np_dtype(dtype: Any) -> str:
     return "np.bool_" if name == "bool" else (f"np.{name}" if hasattr(np, name) else f"np.dtype({name!r})")
 
 
-_ATOMS = (ast.Name, ast.Attribute, ast.Call, ast.Subscript, ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Set)
+_ATOMS = (
+    ast.Name,
+    ast.Attribute,
+    ast.Call,
+    ast.Subscript,
+    ast.Constant,
+    ast.List,
+    ast.Tuple,
+    ast.Dict,
+    ast.Set,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+)
 
 
 def _atom(text: str) -> str:
