@@ -81,7 +81,8 @@ def reproduction_for(fn: Any, impl: Any, error: BaseException, clause: str | Non
 
 
 class ReproHooks:
-    """Instruments spec properties before they run and attaches the reproduction to each failure."""
+    """Instruments spec properties before they run and attaches the reproduction to each failure (and each
+    xfail, a known deviation)."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.directory = _directory(config)
@@ -100,7 +101,8 @@ class ReproHooks:
         if call.when != "call" or not _is_spec_item(item):
             return report
         try:
-            if report.failed and call.excinfo is not None and isinstance(call.excinfo.value, Exception):
+            failed = report.failed or hasattr(report, "wasxfail")  # a known deviation fails too: write it
+            if failed and call.excinfo is not None and isinstance(call.excinfo.value, Exception):
                 # (a BaseException -- a time-out, an interrupt -- stopped the run: a script would hang too)
                 self._attach(item, report, call.excinfo.value)
         except Exception as err:  # a reproduction must never turn a test report into an internal error
@@ -110,6 +112,8 @@ class ReproHooks:
         return report
 
     def _attach(self, item: pytest.Item, report: pytest.TestReport, error: BaseException) -> None:
+        """Write the reproduction (``--nnx-repro-dir``) and add it to the failure's text (an xfail's is
+        not printed, but its file is written: a known deviation is still a bug to report)."""
         impl = getattr(item, "funcargs", {}).get("impl")
         clause, test = _clause(item), _test(item)
         reproduction = reproduction_for(getattr(item, "obj", None), impl, error, clause, test)

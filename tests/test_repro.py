@@ -238,6 +238,44 @@ def test_pytest_prints_one_reproduction_for_the_implementation_and_writes_it(tmp
     assert _run(written[0].read_text(), tmp_path).returncode == 1
 
 
+def test_a_known_deviation_is_written_too(tmp_path: Path) -> None:
+    """flax's renamed-path deviation is an xfail (spec/expectations/flax.txt): not printed, but written."""
+    out = tmp_path / "repros"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--pyargs",
+            "nnx_conformance.spec",
+            "--nnx-impl",
+            "flax",
+            "--nnx-clause",
+            "errors.merge-mismatch",
+            "-k",
+            "renamed_path",
+            "--nnx-repro-dir",
+            str(out),
+        ],
+        env=_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0 and "1 xfailed" in done.stdout, done.stdout + done.stderr
+    (written,) = out.rglob("*.py")
+    assert written.relative_to(out).as_posix() == (
+        "flax/errors.merge-mismatch__test_merge_and_update_refuse_a_renamed_path.py"
+    )
+    script = written.read_text()
+    assert "from flax import nnx" in script and "nnx_conformance" not in script
+    assert _run(script, tmp_path).returncode == 1
+
+
 def test_a_repro_dir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
