@@ -397,7 +397,44 @@ def _path_example(path: Any) -> str:
     return "('a', 'b')"
 
 
-class CheckedAdapter:
+class _Forwarding:
+    """Transparency shared by the proxies: attribute reads, writes and deletes, equality, hash and repr
+    are the wrapped object's. ``_METHODS`` are the protocol names :func:`dir` lists besides its own."""
+
+    __slots__ = ()
+    _METHODS: tuple[str, ...] = ()
+    _wrapped: Any
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            wrapped = object.__getattribute__(self, "_wrapped")
+        except AttributeError:  # not initialised (copy/pickle probing): no recursion through here
+            raise AttributeError(name) from None
+        return getattr(wrapped, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._wrapped, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._wrapped, name)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(dir(self._wrapped)) | set(self._METHODS))
+
+    def __repr__(self) -> str:
+        return f"checked({self._wrapped!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is type(self):
+            theirs = object.__getattribute__(other, "_wrapped")
+            return bool(self._wrapped is theirs or self._wrapped == theirs)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._wrapped)
+
+
+class CheckedAdapter(_Forwarding):
     """A transparent proxy over an adapter that checks the shape of what its protocol methods return.
 
     Every attribute is the wrapped adapter's (``name``, ``capabilities``, ``version``, ``expectations``,
@@ -414,6 +451,7 @@ class CheckedAdapter:
     """
 
     __slots__ = ("_layers", "_layers_of", "_target", "_violations", "_wrapped")
+    _METHODS = ADAPTER_METHODS
 
     _wrapped: Any
     _target: str | None
@@ -435,34 +473,7 @@ class CheckedAdapter:
         object.__setattr__(self, "_layers_of", None)
         object.__setattr__(self, "_violations", [])
 
-    # -- transparency ------------------------------------------------------------------------------------
-    def __getattr__(self, name: str) -> Any:
-        try:
-            wrapped = object.__getattribute__(self, "_wrapped")
-        except AttributeError:  # not initialised (copy/pickle probing): no recursion through here
-            raise AttributeError(name) from None
-        return getattr(wrapped, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._wrapped, name, value)
-
-    def __delattr__(self, name: str) -> None:
-        delattr(self._wrapped, name)
-
-    def __dir__(self) -> list[str]:
-        return sorted(set(dir(self._wrapped)) | set(ADAPTER_METHODS))
-
-    def __repr__(self) -> str:
-        return f"checked({self._wrapped!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, CheckedAdapter):
-            return bool(self._wrapped is other._wrapped or self._wrapped == other._wrapped)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._wrapped)
-
+    # -- transparency (the rest is _Forwarding's) -----------------------------------------------------------
     def __reduce__(self) -> tuple[Any, ...]:
         return (checked, (self._wrapped, self._target))
 
@@ -722,12 +733,13 @@ class CheckedAdapter:
         )
 
 
-class CheckedLayers:
+class CheckedLayers(_Forwarding):
     """The :class:`CheckedAdapter`'s view of ``adapter.layers``: forwards everything (``scan_mlp`` and other
     extras included); the four constructors must return a layer (not ``None``). ``call`` is unchecked: its
     output is an array the ``layers.*`` properties judge themselves."""
 
     __slots__ = ("_owner", "_wrapped")
+    _METHODS = LAYERS_METHODS
 
     _wrapped: Any
     _owner: CheckedAdapter
@@ -735,33 +747,6 @@ class CheckedLayers:
     def __init__(self, layers: Any, owner: CheckedAdapter) -> None:
         object.__setattr__(self, "_wrapped", layers)
         object.__setattr__(self, "_owner", owner)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            wrapped = object.__getattribute__(self, "_wrapped")
-        except AttributeError:
-            raise AttributeError(name) from None
-        return getattr(wrapped, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._wrapped, name, value)
-
-    def __delattr__(self, name: str) -> None:
-        delattr(self._wrapped, name)
-
-    def __dir__(self) -> list[str]:
-        return sorted(set(dir(self._wrapped)) | set(LAYERS_METHODS))
-
-    def __repr__(self) -> str:
-        return f"checked({self._wrapped!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, CheckedLayers):
-            return bool(self._wrapped is other._wrapped or self._wrapped == other._wrapped)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._wrapped)
 
     def _layer(self, method: str, result: Any) -> Any:
         if result is None:
