@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from nnx_conformance.spec._proxy import Forwarding
 from nnx_conformance.spec.isolation import adapter_spec
 from nnx_conformance.spec.repro import (
     At,
@@ -419,7 +420,7 @@ def failed_step(error: BaseException) -> Step | None:
     return None
 
 
-class Recording:
+class Recording(Forwarding):
     """A transparent wrapper over an adapter that writes down what is done through it.
 
     Hashes and compares like the adapter it wraps (properties pass the adapter to ``jax.jit`` as a static
@@ -431,24 +432,6 @@ class Recording:
     def __init__(self, adapter: Any) -> None:
         object.__setattr__(self, "_wrapped", adapter)
         object.__setattr__(self, "_layers", None)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            wrapped = object.__getattribute__(self, "_wrapped")
-        except AttributeError:
-            raise AttributeError(name) from None
-        return getattr(wrapped, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._wrapped, name, value)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Recording):
-            return bool(self._wrapped is other._wrapped or self._wrapped == other._wrapped)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._wrapped)
 
     def __repr__(self) -> str:
         return repr(self._wrapped)

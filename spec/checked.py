@@ -36,6 +36,7 @@ from typing import Any, NoReturn, cast
 
 import numpy as np
 
+from nnx_conformance.spec._proxy import Forwarding
 from nnx_conformance.spec.adapter import Adapter, Capabilities, LayersAdapter, ScanMLPLayers
 from nnx_conformance.spec.isolation import adapter_spec
 
@@ -397,44 +398,7 @@ def _path_example(path: Any) -> str:
     return "('a', 'b')"
 
 
-class _Forwarding:
-    """Transparency shared by the proxies: attribute reads, writes and deletes, equality, hash and repr
-    are the wrapped object's. ``_METHODS`` are the protocol names :func:`dir` lists besides its own."""
-
-    __slots__ = ()
-    _METHODS: tuple[str, ...] = ()
-    _wrapped: Any
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            wrapped = object.__getattribute__(self, "_wrapped")
-        except AttributeError:  # not initialised (copy/pickle probing): no recursion through here
-            raise AttributeError(name) from None
-        return getattr(wrapped, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._wrapped, name, value)
-
-    def __delattr__(self, name: str) -> None:
-        delattr(self._wrapped, name)
-
-    def __dir__(self) -> list[str]:
-        return sorted(set(dir(self._wrapped)) | set(self._METHODS))
-
-    def __repr__(self) -> str:
-        return f"checked({self._wrapped!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is type(self):
-            theirs = object.__getattribute__(other, "_wrapped")
-            return bool(self._wrapped is theirs or self._wrapped == theirs)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._wrapped)
-
-
-class CheckedAdapter(_Forwarding):
+class CheckedAdapter(Forwarding):
     """A transparent proxy over an adapter that checks the shape of what its protocol methods return.
 
     Every attribute is the wrapped adapter's (``name``, ``capabilities``, ``version``, ``expectations``,
@@ -452,6 +416,7 @@ class CheckedAdapter(_Forwarding):
 
     __slots__ = ("_layers", "_layers_of", "_target", "_violations", "_wrapped")
     _METHODS = ADAPTER_METHODS
+    _REPR = "checked"
 
     _wrapped: Any
     _target: str | None
@@ -473,7 +438,7 @@ class CheckedAdapter(_Forwarding):
         object.__setattr__(self, "_layers_of", None)
         object.__setattr__(self, "_violations", [])
 
-    # -- transparency (the rest is _Forwarding's) -----------------------------------------------------------
+    # -- transparency (the rest is Forwarding's) -----------------------------------------------------------
     def __reduce__(self) -> tuple[Any, ...]:
         return (checked, (self._wrapped, self._target))
 
@@ -733,13 +698,14 @@ class CheckedAdapter(_Forwarding):
         )
 
 
-class CheckedLayers(_Forwarding):
+class CheckedLayers(Forwarding):
     """The :class:`CheckedAdapter`'s view of ``adapter.layers``: forwards everything (``scan_mlp`` and other
     extras included); the four constructors must return a layer (not ``None``). ``call`` is unchecked: its
     output is an array the ``layers.*`` properties judge themselves."""
 
     __slots__ = ("_owner", "_wrapped")
     _METHODS = LAYERS_METHODS
+    _REPR = "checked"
 
     _wrapped: Any
     _owner: CheckedAdapter
