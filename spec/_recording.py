@@ -123,6 +123,10 @@ class Recorder:
         self.error: BaseException | None = None
         """What the example raised (set by :func:`instrument`'s wrapper)."""
         self.incomplete = ""
+        self.own_script: Callable[[str], str] | None = None
+        """A reproduction the property wrote itself, in adapter terms, given an adapter's import spec: a
+        state machine keeps one as it goes (:mod:`.properties._machine`), since not every step it takes is
+        a recordable operation. Used where the recorded steps cannot be rendered."""
 
     # -- names -------------------------------------------------------------------------------------------
     def fresh(self, hint: str) -> str:

@@ -77,7 +77,10 @@ def reproduction_for(fn: Any, impl: Any, error: BaseException, clause: str | Non
     call = None
     if _recording.all_literal(kwargs.values()):
         call = (f"{fn.__module__}:{fn.__name__}", kwargs, hasattr(fn, "hypothesis"))
-    return _repro.reproduce(scenario, impl, property_call=call, incomplete=incomplete, clause=clause)
+    own = rec.own_script if rec is not None and rec.test is fn else None
+    return _repro.reproduce(
+        scenario, impl, property_call=call, incomplete=incomplete, clause=clause, own_script=own
+    )
 
 
 class ReproHooks:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from pathlib import Path as FilePath
 from typing import Any, Literal
 
@@ -325,10 +326,12 @@ def reproduce(
     property_call: tuple[str, dict[str, Any], bool] | None = None,
     incomplete: str = "",
     clause: str | None = None,
+    own_script: Callable[[str], str] | None = None,
 ) -> Reproduction:
     """The script for ``scenario`` on ``adapter`` (the raw adapter, or a wrapper of it).
 
-    Tries, in order: the adapter's own ``render(scenario)``; the adapter-terms script; the property called
+    Tries, in order: the adapter's own ``render(scenario)``; the adapter-terms script; the script the
+    property wrote itself (``own_script(adapter_spec)``, a state machine's steps); the property called
     on its failing arguments (``property_call``: ``("pkg.module:function", kwargs, is_hypothesis_test)``,
     kwargs literal);
     else a ``partial`` script that says why (``incomplete``) and is no reproduction.
@@ -356,6 +359,8 @@ def reproduce(
             except Unsupported as err:
                 reasons.append(str(err))
     adapter_spec = scenario.adapter if scenario is not None else _render.adapter_spec_of(raw)
+    if own_script is not None and adapter_spec is not None:
+        return Reproduction(own_script(adapter_spec), "adapter", "adapter", "; ".join(reasons))
     if property_call is not None and adapter_spec is not None:
         script = _render.property_script(
             property_call[0],

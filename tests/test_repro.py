@@ -238,6 +238,56 @@ def test_pytest_prints_one_reproduction_for_the_implementation_and_writes_it(tmp
     assert _run(written[0].read_text(), tmp_path).returncode == 1
 
 
+@pytest.mark.parametrize(
+    ("mutant", "clause"),
+    [
+        ("mutants.sequence:DefinitionCachedPerModule", "sequence.graph"),
+        ("mutants.sequence:ContextFrozenAfterJit", "sequence.rng"),
+    ],
+)
+def test_a_failing_history_prints_one_reproduction_that_replays_it(mutant: str, clause: str, tmp_path: Path) -> None:
+    """A state machine's shrunk program is the reproduction: once in the report (no second copy in the
+    Hypothesis notes), written to the repro dir, failing when run and passing on the core."""
+    out = tmp_path / "repros"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--pyargs",
+            "nnx_conformance.spec",
+            "--nnx-impl",
+            mutant,
+            "--nnx-clause",
+            clause,
+            "--tb=short",
+            "--nnx-repro-dir",
+            str(out),
+        ],
+        env=_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    text = done.stdout + done.stderr
+    assert done.returncode == 1, text
+    assert text.count("reproduction (through the adapter)") == 1, text
+    assert "# --- reproduction (the steps above" not in text, "the machine's script was printed twice"
+    (written,) = out.rglob("*.py")
+    script = written.read_text()
+    assert _run(script, tmp_path).returncode == 1, script
+    module, _, attr = mutant.partition(":")
+    on_core = script.replace(
+        f"from {module} import {attr}", "from nnx_conformance.spec.adapters.core import CoreAdapter"
+    ).replace(f"a = {attr}()", "a = CoreAdapter()")
+    assert on_core != script
+    assert _run(on_core, tmp_path, "on_core.py").returncode == 0, on_core
+
+
 def test_a_known_deviation_is_written_too(tmp_path: Path) -> None:
     """flax's renamed-path deviation is an xfail (spec/expectations/flax.txt): not printed, but written."""
     out = tmp_path / "repros"

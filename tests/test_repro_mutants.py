@@ -55,6 +55,8 @@ SAMPLE = (
     "count-path-joined-without-separator",  # an RNG program
     "update-drops-sharding",  # sharding read back after update
     "traced-derivation-reverses-path",  # checks inside jit: the property on its arguments
+    "definition-cached-per-module",  # a state-machine history, recorded step by step
+    "context-frozen-after-jit",  # a state-machine history with jit steps: the machine's own script
 )
 
 
@@ -98,11 +100,19 @@ def run_scripts(paths: list[Path], timeout: float = 600) -> list[subprocess.Comp
         return list(pool.map(run, paths))
 
 
-def _control(reproduction: repro.Reproduction, scenario: repro.Scenario | None, fn: Any, kwargs: dict[str, Any]) -> str | None:
-    """The same reproduction for the core: the scenario with the core's adapter, or the property called with
-    the core."""
-    if reproduction.kind == "adapter" and scenario is not None:
+def _control(
+    reproduction: repro.Reproduction,
+    scenario: repro.Scenario | None,
+    fn: Any,
+    kwargs: dict[str, Any],
+    own_script: Any = None,
+) -> str | None:
+    """The same reproduction for the core: the scenario with the core's adapter, the property's own script
+    (a state machine's steps) with the core's adapter, or the property called with the core."""
+    if reproduction.kind == "adapter" and scenario is not None and not reproduction.reason:
         return _render.ScriptRenderer(dataclasses.replace(scenario, adapter=CORE)).script()
+    if reproduction.kind == "adapter" and own_script is not None:
+        return str(own_script(CORE))
     if reproduction.kind == "property":
         return _render.property_script(
             f"{fn.__module__}:{fn.__name__}",
@@ -132,10 +142,11 @@ def check_mutant(m: mutants.Mutant, directory: Path, *, shrink: bool = False) ->
     rec = _recording.take()
     scenario = rec.scenario(outcome.error, m.catches, fn.__name__) if rec is not None and rec.test is fn else None
     kwargs = rec.kwargs if rec is not None and rec.test is fn else {}
+    own_script = rec.own_script if rec is not None and rec.test is fn else None
     reproduction = reproduction_for(fn, impl, outcome.error, m.catches, fn.__name__)
     path = repro.write(directory, m.name, m.catches, fn.__name__, reproduction.script)
     paths = [path]
-    control = _control(reproduction, scenario, fn, kwargs)
+    control = _control(reproduction, scenario, fn, kwargs, own_script)
     if control is not None and m.id not in NO_CONTROL:
         paths.append(repro.write(directory / "control", m.name, m.catches, fn.__name__, control))
     runs = run_scripts(paths)
@@ -167,5 +178,5 @@ def test_the_reproduction_of_a_mutant_fails_on_it_and_passes_on_the_core(mutant_
 def test_the_sample_covers_every_kind_of_reproduction() -> None:
     """The CI sample spans the shapes a reproduction takes; the whole catalogue is kill_matrix's job."""
     families = {_BY_ID[i].family for i in SAMPLE}
-    assert {"graph", "state", "rng", "errors", "sharding"} <= families
+    assert {"graph", "state", "rng", "errors", "sharding", "sequence"} <= families
     assert all(i in _BY_ID for i in SAMPLE)

@@ -16,8 +16,11 @@ the final (shrunk) example Hypothesis prints the steps (``state.add_attr(node=0,
 
 Each machine also keeps a :class:`Script`: every operation it performs, written as adapter calls
 (``a = CoreAdapter()``, ``root = a.new_module('A')``, ``s1, g1 = a.partition(root)``...). When a step or an
-invariant fails, the script so far plus the failing check is attached with ``note()``, so the report holds a
-runnable reproduction in adapter terms, ending where it fails.
+invariant fails, the script so far plus the failing check is the reproduction of last resort: the plugin's
+recording (:mod:`nnx_conformance.spec._recording`) sees every adapter call and every recorded check, and
+renders those (in the library's own code where the adapter renders); where it cannot (a ``jit`` of a
+machine helper, a check written as a plain ``assert``), the report carries this script instead
+(``Recorder.own_script``). Outside the plugin it is attached with ``note()``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from hypothesis import note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test
 
+from nnx_conformance.spec import _recording
 from nnx_conformance.spec.properties._helpers import JAX_SETTINGS, impl_spec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,15 +93,8 @@ class Script:
     """
 
     def __init__(self, impl: Any) -> None:
-        module, _, attr = impl_spec(impl).partition(":")
-        obj = getattr(sys.modules.get(module), attr, None)
-        make = (
-            attr
-            if obj is not None and not isinstance(obj, type) and hasattr(obj, "new_module")
-            else f"{attr}()"
-        )
-        self._imports: dict[str, None] = {"import numpy as np": None, f"from {module} import {attr}": None}
-        self._header = [f"a = {make}"]
+        self._spec = impl_spec(impl)
+        self._imports: dict[str, None] = {"import numpy as np": None}
         self.lines: list[str] = []
         self._names: dict[int, str] = {}
         self._alive: list[Any] = []
@@ -126,10 +123,22 @@ class Script:
     def say(self, *lines: str) -> None:
         self.lines.extend(lines)
 
-    def render(self, failing: Iterable[str] = ()) -> str:
+    def render(self, failing: Iterable[str] = (), adapter: str | None = None) -> str:
+        """The script, ending in ``failing``; for the adapter ``adapter`` (an import spec ``pkg.mod:Attr``)
+        instead of the one the machine drove, if given (the kill matrix runs the same steps on the core)."""
         failing = list(failing)
         tail = ["", "# --- the failing check ---", *failing] if failing else []
-        return "\n".join([*self._imports, "", *self._header, *self.lines, *tail]) + "\n"
+        imports = [*self._imports, *_adapter_lines(adapter or self._spec)]
+        return "\n".join([*imports[:-1], "", imports[-1], *self.lines, *tail]) + "\n"
+
+
+def _adapter_lines(spec: str) -> list[str]:
+    """``from pkg.mod import Attr`` and ``a = Attr()`` (``a = Attr`` where the spec names an adapter
+    instance rather than a class)."""
+    module, _, attr = spec.partition(":")
+    obj = getattr(sys.modules.get(module), attr, None)
+    instance = obj is not None and not isinstance(obj, type) and hasattr(obj, "new_module")
+    return [f"from {module} import {attr}", f"a = {attr if instance else attr + '()'}"]
 
 
 Lines = Callable[[], Iterable[str]]
@@ -160,7 +169,11 @@ class ScriptedMachine(RuleBasedStateMachine):
             failing = list(self.checking()) if self.checking is not None else []
         except Exception as err:  # never hide the real failure behind a broken reproduction
             failing = [f"# (the failing check could not be written: {type(err).__name__}: {err})"]
-        note(f"# --- reproduction (the steps above, through the adapter) ---\n{self.script.render(failing)}")
+        rec = _recording.current()
+        if rec is not None:  # the plugin prints (and writes) the one reproduction of the failure
+            rec.own_script = functools.partial(self.script.render, failing)
+        else:
+            note(f"# --- reproduction (the steps above, through the adapter) ---\n{self.script.render(failing)}")
 
 
 def scripted(fn: F) -> F:

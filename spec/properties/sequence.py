@@ -48,7 +48,7 @@ from hypothesis.stateful import Bundle, initialize, invariant, multiple, precond
 from nnx_conformance.spec.adapter import Path, can_delete_attrs
 from nnx_conformance.spec.clauses import clause
 from nnx_conformance.spec.properties import _helpers
-from nnx_conformance.spec.properties._helpers import budget, fmt_path, same_array
+from nnx_conformance.spec.properties._helpers import E, budget, fail, fmt_path, same_array
 from nnx_conformance.spec.properties._judge import assert_disjoint, at_path, attempt, expect_graph
 from nnx_conformance.spec.properties._machine import (
     MachineRunner,
@@ -131,34 +131,48 @@ def expect_state(
     impl: Any, state: Any, want: dict[Path, VarSpec], what: str, *, ordered: bool = False
 ) -> None:
     """``state`` holds exactly ``want`` (values bit for bit, collections, shardings); in canonical (sorted)
-    order when ``ordered``."""
+    order when ``ordered``. Each check is recorded (:func:`._helpers.fail`), so a reproduction ends in it."""
     items = attempt(f"state_items({what})", impl.state_items, state)
     got_paths = [tuple(p) for p, _ in items]
     want_paths = sorted(want)
-    if ordered:
-        assert got_paths == want_paths, (
+    if ordered and got_paths != want_paths:
+        fail(
+            impl,
+            E.eq(E.paths(state), E.lit(want_paths)),
             f"{what}: the state's paths are not the expected ones in canonical order\n"
-            f"  got      {got_paths}\n  expected {want_paths}"
+            f"  got      {got_paths}\n  expected {want_paths}",
         )
-    else:
-        assert sorted(got_paths) == want_paths, (
+    if sorted(got_paths) != want_paths:
+        fail(
+            impl,
+            E.eq(E.py("sorted({0})", E.paths(state)), E.lit(want_paths)),
             f"{what}: the state's paths are not the expected ones\n"
-            f"  got      {sorted(got_paths)}\n  expected {want_paths}"
+            f"  got      {sorted(got_paths)}\n  expected {want_paths}",
         )
     for path, var in items:
         spec = want[tuple(path)]
         value = impl.variable_value(var)
-        assert same_array(value, spec.array()), (
-            f"{what}: the entry {fmt_path(path)} holds {np.asarray(value)!r}, expected {_describe(spec)}"
-        )
+        entry = E.entry(state, tuple(path))
+        if not same_array(value, spec.array()):
+            fail(
+                impl,
+                E.same_array(E.value(entry), E.lit(spec.array())),
+                f"{what}: the entry {fmt_path(path)} holds {np.asarray(value)!r}, expected {_describe(spec)}",
+            )
         collection = impl.variable_collection(var)
-        assert collection == spec.collection, (
-            f"{what}: the entry {fmt_path(path)} has collection {collection!r}, expected {spec.collection!r}"
-        )
+        if collection != spec.collection:
+            fail(
+                impl,
+                E.eq(E.collection(entry), E.lit(spec.collection)),
+                f"{what}: the entry {fmt_path(path)} has collection {collection!r}, expected {spec.collection!r}",
+            )
         sharding = impl.variable_sharding(var)
-        assert (None if sharding is None else tuple(sharding)) == spec.sharding, (
-            f"{what}: the entry {fmt_path(path)} has sharding {sharding!r}, expected {spec.sharding!r}"
-        )
+        if (None if sharding is None else tuple(sharding)) != spec.sharding:
+            fail(
+                impl,
+                E.eq(E.sharding(entry), E.lit(spec.sharding)),
+                f"{what}: the entry {fmt_path(path)} has sharding {sharding!r}, expected {spec.sharding!r}",
+            )
 
 
 def names_path(message: str, path: Sequence[str]) -> bool:
@@ -178,10 +192,13 @@ def fresh_definition(impl: Any, bp: Blueprint) -> Any:
 def expect_definition(impl: Any, graphdef: Any, bp: Blueprint, what: str, fresh: Any = None) -> None:
     """``graphdef`` equals the definition of a freshly built copy of ``bp`` (``fresh``, if already made)."""
     fresh = fresh_definition(impl, bp) if fresh is None else fresh
-    assert graphdef == fresh, (
-        f"{what}: the definition differs from that of a freshly built copy of the same graph (an answer "
-        f"that depends on history)\n  live:  {graphdef!r}\n  fresh: {fresh!r}"
-    )
+    if graphdef != fresh:
+        fail(
+            impl,
+            E.eq(graphdef, fresh),
+            f"{what}: the definition differs from that of a freshly built copy of the same graph (an answer "
+            f"that depends on history)\n  live:  {graphdef!r}\n  fresh: {fresh!r}",
+        )
 
 
 def expect_refused(
