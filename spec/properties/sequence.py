@@ -20,10 +20,12 @@ are deleted only through the optional ``del_attr`` with ``Capabilities.delete_at
 (:func:`~nnx_conformance.spec.adapter.can_delete_attrs`), the jitted step passes the definition as a static
 argument only where ``hashable_def`` is claimed.
 
-A failure prints Hypothesis' shrunk steps and a script in adapter terms that replays them and ends in the
-failing check (:mod:`._machine`); the checks it ends with are the helpers of this module
-(:func:`expect_state`, :func:`expect_definition`, :func:`expect_refused`) and of :mod:`._judge`, so running
-the script fails where the property failed.
+A failure prints Hypothesis' shrunk steps and one reproduction that replays them and ends in the failing
+check: the recorded adapter calls and check (:func:`expect_state` and :func:`expect_definition` record theirs,
+as :mod:`._judge` does), rendered in the library's own code where its adapter renders; otherwise the
+machine's own adapter-terms script (:mod:`._machine`; a ``jit`` of :func:`jit_step`, a refused update or an
+RNG twin comparison is written only there), whose checks are the helpers of this module, so running it fails
+where the property failed.
 
 Budget (also in ``docs/architecture.md``): :data:`GRAPH_STEPS` steps per program and ``budget(GRAPH_RUNS)``
 programs (25 at the default 100 examples); :data:`RNG_STEPS` steps and ``budget(RNG_RUNS)`` programs (10);
