@@ -28,7 +28,18 @@ def test_refs_of_different_kinds_never_compare_equal():
 
 
 @pytest.mark.parametrize(
-    ("x", "y"), [(1, 1.0), (1, True), (0, False), ((1,), (1.0,)), ((1, (True,)), (1, (1,)))]
+    ("x", "y"),
+    [
+        (1, 1.0),
+        (1, True),
+        (0, False),
+        ((1,), (1.0,)),
+        ((1, (True,)), (1, (1,))),
+        (frozenset({1}), frozenset({True})),
+        (frozenset({0.0, "a"}), frozenset({0, "a"})),
+        ((frozenset({1.0}),), (frozenset({1}),)),
+        (frozenset({(1,)}), frozenset({(1.0,)})),
+    ],
 )
 def test_statics_compare_with_their_type(x, y):
     assert x == y  # Python says equal ...

@@ -130,6 +130,8 @@ def test_statics_hold_values_python_calls_equal():
 
     run()
     assert {Static(1), Static(1.0), Static(True), Static(0), Static(False)} <= seen
+    # members of containers are confusable too (a definition must type them as well)
+    assert {Static(frozenset({1})), Static((frozenset({1.0}), (False,)))} <= seen
 
 
 @settings(max_examples=20, database=None)

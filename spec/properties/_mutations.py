@@ -99,9 +99,24 @@ def fresh_name(capabilities: Capabilities, taken: Iterable[str], prefix: str = "
     raise AssertionError("no fresh attribute name available")  # pragma: no cover
 
 
-TRICKY_STATICS: tuple[Any, ...] = (None, False, True, 0, 1, 1.0, 0.0, "", "a/b", (), (None,), (1, "a"))
+TRICKY_STATICS: tuple[Any, ...] = (
+    None,
+    False,
+    True,
+    0,
+    1,
+    1.0,
+    0.0,
+    "",
+    "a/b",
+    (),
+    (None,),
+    (1, "a"),
+    frozenset({0, "a"}),
+    ((1,), None),
+)
 """Falsy values (an ``if value:`` drops them), and values Python calls equal across types (``1 == 1.0 ==
-True``: a dict keyed by value, or ``==`` alone, merges them)."""
+True``: a dict keyed by value, or ``==`` alone, merges them), also as members of a tuple or frozenset."""
 
 
 CONFUSABLE_NAMES: tuple[str, ...] = (
@@ -178,8 +193,37 @@ def near_misses(value: Any) -> list[Any]:
     if isinstance(value, str):
         return [value + "x", (value,)]
     if isinstance(value, tuple):
-        return [(*value, None), value[:-1] if value else (None,)]
+        return [(*value, None), value[:-1] if value else (None,), *typed_twins(value)]
+    if isinstance(value, frozenset):
+        return [value | {None}, frozenset() if value else frozenset({False}), *typed_twins(value)]
     return [None]
+
+
+def typed_twins(value: Any) -> list[Any]:
+    """Values that Python calls equal to ``value`` (``==`` and the same hash) but that differ in its type or
+    in the type of one member, at any depth: ``1`` -> ``1.0``, ``True``; ``frozenset({1, "a"})`` ->
+    ``frozenset({1.0, "a"})``, ``frozenset({True, "a"})``; ``((0,), "a")`` -> ``((0.0,), "a")``, ...
+
+    A definition that types the top-level static but compares a container's members with ``==`` is told
+    apart only by these. Deterministic order (frozenset members sorted by ``repr``), so a derandomized draw
+    from the list is reproducible across ``PYTHONHASHSEED`` values.
+    """
+    if isinstance(value, tuple):
+        return [
+            (*value[:k], twin, *value[k + 1 :])
+            for k, member in enumerate(value)
+            for twin in typed_twins(member)
+        ]
+    if isinstance(value, frozenset):
+        out: list[Any] = []
+        for member in sorted(value, key=repr):
+            rest = value - {member}
+            out += [rest | {twin} for twin in typed_twins(member) if twin not in rest]
+        return out
+    if isinstance(value, bool | int | float):
+        kinds: list[Any] = [bool(value), int(value), float(value)] if float(value).is_integer() else []
+        return [x for x in kinds if x == value and type(x) is not type(value)]
+    return []
 
 
 def mutation_kinds(bp: Blueprint, o: Oracle) -> list[str]:

@@ -61,13 +61,16 @@ class VarRef:
 
 
 def _typed(value: Any) -> Hashable:
-    """An equality key that tells ``1``, ``1.0`` and ``True`` apart, also inside tuples.
+    """An equality key that tells ``1``, ``1.0`` and ``True`` apart, also inside tuples and frozensets.
 
     Python's ``==`` says they are equal, but as module statics they are different definitions (``ModuleDef``
-    equality compares statics with their type), so a blueprint must not call them equal either.
+    equality compares statics with their type), so a blueprint must not call them equal either:
+    ``frozenset({1}) == frozenset({True})``, yet their typed keys differ.
     """
     if type(value) is tuple:
         return (tuple, tuple(_typed(v) for v in value))
+    if type(value) is frozenset:
+        return (frozenset, frozenset(_typed(v) for v in value))
     return (type(value), value)
 
 

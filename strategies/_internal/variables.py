@@ -217,13 +217,21 @@ STATIC_VALUES: tuple[Hashable, ...] = (  # simplest first: shrinking goes to Non
     (1,),
     (1, "a"),
     (True, 1.0),
+    ((0,), "a"),
+    frozenset(),
+    frozenset({1}),
+    frozenset({0.0, "a"}),
+    frozenset({True, (1,)}),
+    (frozenset({1.0}), (False,)),
 )
 
 
 def statics() -> st.SearchStrategy[Hashable]:
-    """A hashable static attribute value from a fixed pool: ``None``, bools, small ints, floats, strs, tuples.
+    """A hashable static attribute value from a fixed pool: ``None``, bools, small ints, floats, strs, and
+    tuples and frozensets of them, nested.
 
-    ``1``, ``1.0`` and ``True`` are all there: Python calls them equal, a graph definition must not. One
-    choice per value, shrinking to ``None``.
+    ``1``, ``1.0`` and ``True`` are all there, also as members of a tuple or frozenset: Python calls
+    ``frozenset({1})`` and ``frozenset({True})`` equal, a graph definition must not. One choice per value,
+    shrinking to ``None``.
     """
     return st.sampled_from(STATIC_VALUES)

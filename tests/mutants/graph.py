@@ -195,6 +195,51 @@ class DefStaticsComparedByEquality(KitAdapter):
     def_class = _StaticsByEquality
 
 
+def _members_untyped(value: Any, container: type) -> Hashable:
+    """:func:`~._kit.typed`, except that a ``container`` value's members are compared with ``==`` alone."""
+    if isinstance(value, container):
+        return (type(value), value)
+    if isinstance(value, tuple):
+        return (type(value), tuple(_members_untyped(v, container) for v in value))
+    if isinstance(value, frozenset):
+        return (type(value), frozenset(_members_untyped(v, container) for v in value))
+    return (type(value), value)
+
+
+class _FrozensetMembersUntyped(KitDef):
+    __slots__ = ()
+
+    def ref_key(self, ref: Any) -> Hashable:
+        kind, x = ref
+        return (kind, _members_untyped(x, frozenset)) if kind == "static" else ref
+
+
+@mutant(catches="graph.def-equality")
+class DefFrozensetMembersUntyped(KitAdapter):
+    """Definition equality types each static and each tuple member, but compares a frozenset's members with
+    ``==`` (the frozenset itself is the key), so ``flags=frozenset({1})`` and ``flags=frozenset({True})``
+    give equal definitions. graph.def-equality must catch it."""
+
+    def_class = _FrozensetMembersUntyped
+
+
+class _TupleMembersUntyped(KitDef):
+    __slots__ = ()
+
+    def ref_key(self, ref: Any) -> Hashable:
+        kind, x = ref
+        return (kind, _members_untyped(x, tuple)) if kind == "static" else ref
+
+
+@mutant(catches="graph.def-equality")
+class DefTupleMembersUntyped(KitAdapter):
+    """Definition equality types each static, but compares a tuple's members with ``==`` (the key is
+    ``(tuple, value)``), so ``shape=(1, 2)`` and ``shape=(1.0, 2)`` -- or ``((0,), "a")`` and
+    ``((False,), "a")`` -- give equal definitions. graph.def-equality must catch it."""
+
+    def_class = _TupleMembersUntyped
+
+
 class _Unhashable(KitDef):
     __slots__ = ()
 
