@@ -56,6 +56,7 @@ from nnx_conformance.strategies._internal.rng_programs import (
     run_program,
 )
 from nnx_conformance.strategies._internal.snippet import snippet
+from nnx_conformance.strategies._internal.structures import STRUCTURES, with_structure
 from nnx_conformance.strategies._internal.variables import (
     COLLECTIONS,
     DTYPES,
@@ -78,6 +79,7 @@ __all__ = [
     "MESH_AXES",
     "PUNCTUATED_NAMES",
     "SHAPES",
+    "STRUCTURES",
     "TYPE_NAMES",
     "Blueprint",
     "Built",
@@ -122,6 +124,7 @@ __all__ = [
     "snippet",
     "statics",
     "variables",
+    "with_structure",
 ]
 
 # ``st.from_type(Blueprint)`` and friends (and ``@given(bp=...)`` inference) get the default strategies.
