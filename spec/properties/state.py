@@ -24,7 +24,7 @@ import numpy as np
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
-from nnx_conformance.spec.adapter import Filter, Path
+from nnx_conformance.spec.adapter import Filter, Path, Sharding
 from nnx_conformance.spec.clauses import clause
 from nnx_conformance.spec.properties._helpers import (
     E,
@@ -50,9 +50,11 @@ from nnx_conformance.strategies import (
     filters,
     graphs,
     read,
+    shardings,
 )
 
 __all__ = [
+    "CONFLICTS",
     "ORDER_TRAP_NAMES",
     "SMALL",
     "assert_same_items",
@@ -407,29 +409,64 @@ def _bumped(value: Any) -> np.ndarray:
     return (array + np.ones((), array.dtype)).astype(array.dtype)
 
 
+CONFLICTS: tuple[str, ...] = ("value", "collection", "sharding")
+"""What two Variables at one path may differ in; each alone is a conflict (``sharding`` only where the
+adapter claims the ``sharding`` capability)."""
+
+
+def _replicated(sharding: Sharding | None, ndim: int) -> tuple[str | None, ...]:
+    """An annotation with ``None`` spelled out per axis: ``None`` and ``(None, None)`` place alike."""
+    return (None,) * ndim if sharding is None else tuple(sharding)
+
+
+def _rival(impl: Any, data: st.DataObject, var: Any, differs: str) -> Any:
+    """A new Variable that differs from ``var`` in ``differs`` alone (the value is a copy otherwise)."""
+    value = np.array(impl.variable_value(var))
+    collection, sharding = impl.variable_collection(var), _sharding(impl, var)
+    if differs == "value":
+        value = _bumped(value)
+    elif differs == "collection":
+        pool = [c for c in COLLECTIONS if c != collection]
+        collection = data.draw(st.sampled_from(pool), label="the other collection")
+    else:
+        placed = _replicated(sharding, value.ndim)
+        sharding = data.draw(
+            shardings(value.shape).filter(lambda a: _replicated(a, value.ndim) != placed),
+            label="the other sharding",
+        )
+    return impl.new_variable(collection, value, sharding)
+
+
 @clause("state.union-laws")
 @budget()
 @given(data=st.data())
 def test_union_of_conflicting_states_is_an_error(impl, data):
-    """Two states holding *different* Variables with different values at one path cannot be united
-    silently: whichever operand "wins" loses the other's value without a trace. Both operand orders must
-    raise an error that names the path."""
+    """Two states holding *different* Variables at one path that differ in value, in collection alone, or
+    (with the ``sharding`` capability) in sharding alone cannot be united silently: whichever operand
+    "wins" loses the other's value or metadata without a trace. Both operand orders must raise an error
+    that names the path. A sharding conflict is built on an array of one or more axes, where the two
+    annotations place the value differently (``None`` and all-``None`` are the same placement)."""
     _, state, items, _ = _partitioned(impl, data)
     assume(items)
-    path, var = items[data.draw(st.integers(0, len(items) - 1), label="conflicting entry")]
-    rival = impl.new_variable(
-        impl.variable_collection(var), _bumped(impl.variable_value(var)), _sharding(impl, var)
-    )
+    kinds = [k for k in CONFLICTS if k != "sharding" or impl.capabilities.sharding]
+    differs = data.draw(st.sampled_from(kinds), label="the entries differ in")
+    candidates = [
+        k for k, (_, v) in enumerate(items) if differs != "sharding" or np.ndim(impl.variable_value(v)) > 0
+    ]
+    if not candidates:  # only scalars: no two annotations place them differently
+        differs, candidates = "value", list(range(len(items)))
+    path, var = items[data.draw(st.sampled_from(candidates), label="conflicting entry")]
+    rival = _rival(impl, data, var, differs)
     other = impl.make_state([(path, rival)])
-    note(f"conflict at {fmt_path(path)}: {_describe(impl, var)} vs {_describe(impl, rival)}")
+    note(f"conflict in {differs} at {fmt_path(path)}: {_describe(impl, var)} vs {_describe(impl, rival)}")
     for label, operands in (("union(s, t)", (state, other)), ("union(t, s)", (other, state))):
 
         def accepted(result: Any, label: str = label) -> str:
             kept = dict(items_of(impl, result)).get(path)
             kept_text = "nothing" if kept is None else _describe(impl, kept)
             return (
-                f"{label} silently resolved a conflict at {fmt_path(path)}: s holds {_describe(impl, var)}, "
-                f"t holds {_describe(impl, rival)}, the union kept {kept_text}"
+                f"{label} silently resolved a conflict in {differs} at {fmt_path(path)}: s holds "
+                f"{_describe(impl, var)}, t holds {_describe(impl, rival)}, the union kept {kept_text}"
             )
 
         refuses(
@@ -439,8 +476,8 @@ def test_union_of_conflicting_states_is_an_error(impl, data):
             [path],
             names_path=names_path,
             accepted=accepted,
-            unnamed=f"{label} raised an error for the conflict at {fmt_path(path)}, but the message does not "
-            "name the path: ",
+            unnamed=f"{label} raised an error for the conflict in {differs} at {fmt_path(path)}, but the "
+            "message does not name the path: ",
         )
 
 

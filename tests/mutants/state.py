@@ -14,6 +14,7 @@ import jax
 
 from mutants import mutant
 from nnx_conformance.core import State, Variable
+from nnx_conformance.core.state import _agree
 from nnx_conformance.spec.adapter import Filter, Path
 from nnx_conformance.spec.adapters.core import CoreAdapter
 
@@ -116,6 +117,46 @@ class UnionOfThreeIgnoresTheThird(CoreAdapter):
 
     def union(self, *states: Any) -> State:
         return super().union(*states[:2])
+
+
+class _UnionIgnoring(CoreAdapter):
+    """Union over the core's, except that a later entry differing from the first one at its path *only* in
+    the attribute ``ignored`` is taken to be the first one (the core then sees no conflict)."""
+
+    ignored = ""
+
+    def union(self, *states: Any) -> State:
+        first: dict[Path, Variable[Any]] = {}
+        for state in states:
+            for path, var in state.items():
+                first.setdefault(path, var)
+        return super().union(*(State([(p, self._alike(first[p], v)) for p, v in s.items()]) for s in states))
+
+    def _alike(self, kept: Variable[Any], var: Variable[Any]) -> Variable[Any]:
+        blurred = Variable(
+            kept.collection if self.ignored == "collection" else var.collection,
+            var.value,
+            sharding=kept.sharding if self.ignored == "sharding" else var.sharding,
+        )
+        return kept if kept is var or _agree(kept, blurred) else var
+
+
+@mutant(catches="state.union-laws", by="test_union_of_conflicting_states_is_an_error")
+class UnionIgnoresCollectionConflicts(_UnionIgnoring):
+    """Union compares conflicting entries by value and sharding but not by collection: a ``params``
+    Variable and a ``batch_stats`` (or ``param``) Variable with equal values at one path unite silently,
+    the first operand's kept. state.union-laws must catch it."""
+
+    ignored = "collection"
+
+
+@mutant(catches="state.union-laws", by="test_union_of_conflicting_states_is_an_error")
+class UnionIgnoresShardingConflicts(_UnionIgnoring):
+    """Union compares conflicting entries by value and collection but not by sharding: equal values
+    annotated ``("data", None)`` and ``(None, "model")`` at one path unite silently, the first operand's
+    annotation kept. state.union-laws must catch it."""
+
+    ignored = "sharding"
 
 
 # ---------------------------------------------------------------------------------------------------------
