@@ -21,6 +21,10 @@ claims the matching capability (:func:`can_delete_attrs`):
   :attr:`Capabilities.delete_attrs`. The ``sequence.graph`` clause deletes attributes with it.
 * ``render(scenario) -> str | None`` -- a failing property's reproduction written in the library's own
   code (:class:`Renders`); no capability gates it, and without it the reproduction drives the adapter.
+* ``make_rng_stream(ctx, name)`` and ``from_stream(ctx, name)`` -- named RNG streams
+  (:class:`RngStreams`), gated by :attr:`Capabilities.rng_streams`.
+* ``split(ctx, n)`` -- ``n`` contexts batched for ``vmap`` (:class:`RngSplit`), gated by
+  :attr:`Capabilities.rng_split`.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ __all__ = [
     "LayersAdapter",
     "Path",
     "Renders",
+    "RngSplit",
+    "RngStreams",
     "ScanMLPLayers",
     "Sharding",
     "can_delete_attrs",
@@ -83,6 +89,13 @@ class Capabilities:
     implementation's own scan-over-layers MLP (``layers.scan-mlp``). Off by default, unlike the other
     claims, so that an adapter written before the method existed stays valid (the clause is reported as
     skipped); claiming it without the method, or without ``layers``, is a protocol error."""
+    rng_streams: bool = False
+    """Contexts have named streams: the adapter has the optional ``make_rng_stream(ctx, name)`` and
+    ``from_stream(ctx, name)`` (:class:`RngStreams`; ``rng.streams``, ``rng.from-stream``). Off by default,
+    like ``scan_mlp``, so an adapter written before the methods existed stays valid (the clauses skip)."""
+    rng_split: bool = False
+    """A context splits into ``n`` contexts batched for ``vmap``: the adapter has the optional
+    ``split(ctx, n)`` (:class:`RngSplit`; ``rng.split``). Off by default, like ``scan_mlp``."""
 
     def missing(self, needs: Iterable[str]) -> list[str]:
         """The capabilities among ``needs`` that this implementation does not claim."""
@@ -213,12 +226,28 @@ class Adapter(Protocol):
         ...
 
     # -- randomness ------------------------------------------------------------------------------------
-    def new_context(self, seed: int) -> Any:
-        """A root RNG context seeded with ``seed``.
+    def new_context(self, seed: Any) -> Any:
+        """A root RNG context seeded with ``seed``: an integer seed, or a key.
 
-        ``seed`` is a Python ``int`` or an integer scalar array, possibly a tracer: the ``rng.transforms``
-        and ``layers.*`` properties make contexts *inside* ``vmap``/``jit``/``scan`` from a traced seed, as
-        the seed's ScanMLP does with ``Context(key)``. Equal seeds must give equal contexts either way.
+        ``seed`` is one of
+
+        * an integer seed: a Python ``int`` or an integer *scalar* array;
+        * a typed key (``jax.random.key(...)``, dtype ``key<...>``, shape ``()``), such as one
+          :meth:`make_rng` drew or one row of ``jax.random.split`` of it, as the seed's ScanMLP writes
+          ``Context(key)``;
+        * raw key data: a ``uint32`` array whose *last axis* holds the key's words (``jax.random.PRNGKey``,
+          :meth:`key_data` of a key; shape ``(2,)`` for the default threefry keys), which flax spells
+          ``nnx.Rngs(jax.random.wrap_key_data(data))``.
+
+        Any of them may be a tracer: the ``rng.transforms`` and ``layers.*`` properties make contexts
+        *inside* ``vmap``/``jit``/``scan``. Equal seeds must give equal contexts either way.
+
+        A context made from a key is a new root, and must be a function of the key's full data alone: a
+        typed key and its raw data give contexts that draw the same key data, and keys that differ in any
+        bit give contexts that draw different keys (``rng.reproducible``). No key such a context, or a
+        fork of it, draws may equal the key it was made from or any other key drawn in the program that
+        drew that key (``rng.unique``, ``rng.fork-independence``): a key is consumed by seeding a context
+        with it, as by any other use.
         """
         ...
 
@@ -240,6 +269,37 @@ class Adapter(Protocol):
 
     def vmap(self, fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
         """The implementation's vmap, able to carry its contexts and modules."""
+        ...
+
+
+@runtime_checkable
+class RngStreams(Protocol):
+    """Optional: named RNG streams, claimed by :attr:`Capabilities.rng_streams` (``rng.streams``,
+    ``rng.from-stream``). ``name`` is a ``str``; ``"default"`` names the stream :meth:`Adapter.make_rng`
+    draws from. A context has a stream for every name (an implementation may create one on first use, or,
+    as flax does for a name it was not given, draw such names from ``"default"``)."""
+
+    def make_rng_stream(self, ctx: Any, name: str) -> Any:
+        """Draw one key from ``ctx``'s stream ``name`` (advancing it)."""
+        ...
+
+    def from_stream(self, ctx: Any, name: str) -> Any:
+        """A new context whose default stream is rebuilt from ``ctx``'s stream ``name``, as flax writes
+        ``nnx.Rngs(rngs[name])``. It must never draw a key that stream drew before the rebuild, nor one it
+        draws after (``rng.from-stream``); whether ``ctx`` advances is the implementation's choice."""
+        ...
+
+
+@runtime_checkable
+class RngSplit(Protocol):
+    """Optional: splitting a context, claimed by :attr:`Capabilities.rng_split` (``rng.split``)."""
+
+    def split(self, ctx: Any, n: int) -> Any:
+        """``n`` child contexts of ``ctx`` as *one batched context* (every array of its state with a leading
+        axis of size ``n``), to be mapped over with :meth:`Adapter.vmap` (``in_axes=0``), as flax's
+        ``Rngs.split(n)`` returns and as the seed's ScanMLP maps ``Context(key)`` over split keys. A batch,
+        not a list, because that is what lifted transforms consume. The children draw keys distinct from
+        each other's and from every key ``ctx`` drew before the split or draws after it."""
         ...
 
 
