@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from nnx_conformance.core import (
     BatchNorm,
@@ -27,7 +28,7 @@ from nnx_conformance.core import (
 )
 from nnx_conformance.spec.adapter import Capabilities, Filter, Path, Sharding
 
-__all__ = ["CoreAdapter", "CoreLayers"]
+__all__ = ["CoreAdapter", "CoreLayers", "is_key"]
 
 _MODULE_API = frozenset(name for name in vars(Module) if not name.startswith("_"))
 # Data descriptors every instance has: assigning these rebinds the object's class or dict.
@@ -36,6 +37,20 @@ _PYTHON_OWNED = frozenset({"__class__", "__dict__", "__weakref__"})
 # Eager ``jax.random.key_data`` is an op-by-op dispatch (~40 us on CPU); jitted it is a few us, which
 # matters when the suite unwraps tens of thousands of keys.
 _key_data = jax.jit(jax.random.key_data)
+
+
+def is_key(seed: Any) -> bool:
+    """Whether ``new_context``'s argument is a key (typed, or raw uint32 words on a last axis), not a seed.
+
+    Decided by dtype and rank alone, so it works on tracers: an integer seed is a scalar; raw key data of
+    the default threefry keys is ``uint32[2]``."""
+    dtype = getattr(seed, "dtype", None)
+    if dtype is None:
+        return False
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return True
+    return bool(dtype == jnp.uint32 and getattr(seed, "ndim", 0) >= 1)
+
 
 # One Module subclass per type name, shared by every adapter instance ("same name, same type").
 _TYPES: dict[str, type[Module]] = {}
@@ -80,7 +95,9 @@ class CoreAdapter:
     """Drives ``nnx_conformance.core`` through the suite's :class:`~nnx_conformance.spec.adapter.Adapter`."""
 
     name = "core"
-    capabilities = Capabilities(reserved_names=_MODULE_API | _PYTHON_OWNED, scan_mlp=True)
+    capabilities = Capabilities(
+        reserved_names=_MODULE_API | _PYTHON_OWNED, scan_mlp=True, rng_streams=True, rng_split=True
+    )
     layers = CoreLayers()
 
     # -- building and reading graphs -------------------------------------------------------------------
@@ -141,8 +158,22 @@ class CoreAdapter:
         return State.union(*states) if states else State()
 
     # -- randomness ------------------------------------------------------------------------------------
-    def new_context(self, seed: int) -> Context:
-        return Context(jax.random.key(seed))
+    def new_context(self, seed: Any) -> Context:
+        """An integer seed becomes ``jax.random.key(seed)``; a key (typed, or raw uint32 data on the last
+        axis) is the context's key as given (the core's ``Context`` takes both kinds)."""
+        return Context(seed if is_key(seed) else jax.random.key(seed))
+
+    def make_rng_stream(self, ctx: Any, name: str) -> Any:
+        """The optional protocol method (``Capabilities.rng_streams``): ``ctx.make_rng(name)``."""
+        return ctx.make_rng(name)
+
+    def from_stream(self, ctx: Any, name: str) -> Context:
+        """The optional protocol method (``Capabilities.rng_streams``): ``ctx.from_stream(name)``."""
+        return ctx.from_stream(name)
+
+    def split(self, ctx: Any, n: int) -> Context:
+        """The optional protocol method (``Capabilities.rng_split``): ``ctx.split(n)``, a batched Context."""
+        return ctx.split(n)
 
     def make_rng(self, ctx: Any) -> Any:
         return ctx.make_rng()

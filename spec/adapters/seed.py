@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from nnx_conformance.spec.adapter import Capabilities, Filter, Path, Sharding
 from nnx_conformance.spec.adapters import _tiny_nnx as tn
 
-__all__ = ["SeedAdapter", "SeedLayers"]
+__all__ = ["SeedAdapter", "SeedLayers", "is_key"]
 
 _MODULE_TYPES: dict[str, type[tn.Module]] = {}
 """One ``Module`` subclass per ``type_name``, process-wide, so "same name, same type" holds across adapters."""
@@ -43,6 +43,17 @@ def _module_type(type_name: str) -> type[tn.Module]:
         cls = type(type_name, (tn.Module,), {"__module__": __name__})
         _MODULE_TYPES[type_name] = cls
     return cls
+
+
+def is_key(seed: Any) -> bool:
+    """Whether ``new_context``'s argument is a key (typed, or raw uint32 words on a last axis), not an
+    integer seed (a scalar); by dtype and rank, so it works on tracers."""
+    dtype = getattr(seed, "dtype", None)
+    if dtype is None:
+        return False
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        return True
+    return bool(dtype == jnp.uint32 and getattr(seed, "ndim", 0) >= 1)
 
 
 def key_data(key: Any) -> jax.Array:
@@ -189,9 +200,10 @@ class SeedAdapter:
         return tn.State(merged)
 
     # -- randomness ------------------------------------------------------------------------------------
-    def new_context(self, seed: int) -> tn.Context:
-        """The notebook seeds with ``random.PRNGKey``: a raw ``uint32[2]`` threefry key, not a typed key."""
-        return tn.Context(jax.random.PRNGKey(seed))
+    def new_context(self, seed: Any) -> tn.Context:
+        """The notebook seeds with ``random.PRNGKey``: a raw ``uint32[2]`` threefry key, not a typed key. A
+        key (typed, or raw uint32 data) is taken as is, as the notebook's ScanMLP writes ``Context(key)``."""
+        return tn.Context(seed if is_key(seed) else jax.random.PRNGKey(seed))
 
     def make_rng(self, ctx: Any) -> jax.Array:
         return ctx.make_rng()
