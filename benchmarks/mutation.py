@@ -52,6 +52,7 @@ import argparse
 import ast
 import difflib
 import hashlib
+import io
 import json
 import os
 import platform
@@ -60,6 +61,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections import Counter
@@ -397,26 +399,32 @@ def sample(points: list[Point], k: int, seed: int) -> list[Point]:
 # ---------------------------------------------------------------------------------------------------
 
 _SITECUSTOMIZE = '''\
-"""Written by benchmarks/mutation.py: import nnx_conformance.core from $NNX_MUTANT_CORE (a mutated copy)."""
+"""Written by benchmarks/mutation.py: import nnx_conformance.core from $NNX_MUTANT_CORE (a mutated copy)
+and nnx_conformance.spec/.strategies from $NNX_MUTANT_TREE (the snapshot the run was started on)."""
 import importlib.abc
 import importlib.util
 import os
 import sys
 
-_CORE = os.environ.get("NNX_MUTANT_CORE")
+_PACKAGES = {
+    "nnx_conformance.core": os.environ.get("NNX_MUTANT_CORE"),
+    "nnx_conformance.spec": os.path.join(os.environ.get("NNX_MUTANT_TREE", ""), "spec"),
+    "nnx_conformance.strategies": os.path.join(os.environ.get("NNX_MUTANT_TREE", ""), "strategies"),
+}
 
 
-class _MutantCore(importlib.abc.MetaPathFinder):
+class _MutantTree(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path=None, target=None):
-        if fullname == "nnx_conformance.core":
-            return importlib.util.spec_from_file_location(
-                fullname, os.path.join(_CORE, "__init__.py"), submodule_search_locations=[_CORE]
-            )
-        return None
+        folder = _PACKAGES.get(fullname)
+        if folder is None:
+            return None
+        return importlib.util.spec_from_file_location(
+            fullname, os.path.join(folder, "__init__.py"), submodule_search_locations=[folder]
+        )
 
 
-if _CORE:
-    sys.meta_path.insert(0, _MutantCore())
+if os.environ.get("NNX_MUTANT_CORE") and os.environ.get("NNX_MUTANT_TREE"):
+    sys.meta_path.insert(0, _MutantTree())
 '''
 
 _CHILD_MAIN = '''\
@@ -426,7 +434,8 @@ import os
 import sys
 import traceback
 
-core = os.environ["NNX_MUTANT_CORE"]
+core = os.path.abspath(os.environ["NNX_MUTANT_CORE"])
+tree = os.path.abspath(os.environ["NNX_MUTANT_TREE"])
 module = os.environ["NNX_MUTANT_MODULE"]
 try:
     mod = importlib.import_module("nnx_conformance.core." + module)
@@ -435,10 +444,18 @@ except BaseException:
     traceback.print_exc()
     print("MUTANT-IMPORT-FAILED")
     sys.exit(90)
-where = os.path.dirname(os.path.abspath(mod.__file__))
-if where != os.path.abspath(core):
-    print(f"MUTANT-NOT-IMPORTED: nnx_conformance.core.{module} came from {where}, not {core}")
-    sys.exit(91)
+import nnx_conformance.spec
+import nnx_conformance.strategies
+
+where = {
+    os.path.dirname(os.path.abspath(mod.__file__)): core,
+    os.path.dirname(os.path.abspath(nnx_conformance.spec.__file__)): os.path.join(tree, "spec"),
+    os.path.dirname(os.path.abspath(nnx_conformance.strategies.__file__)): os.path.join(tree, "strategies"),
+}
+for got, expected in where.items():
+    if got != expected:
+        print(f"MUTANT-NOT-IMPORTED: loaded from {got}, not {expected}")
+        sys.exit(91)
 import pytest
 
 sys.exit(pytest.main(sys.argv[1:]))
@@ -473,15 +490,51 @@ SPEC_ORDER = {
 }
 
 
-def kill_set(file: str) -> list[str]:
+def kill_set(file: str, root: Path = ROOT) -> list[str]:
     """Test files in the order one mutant runs them: our tests of ``file`` first, then the spec."""
     own = f"test_core_{file.removesuffix('.py')}.py"
     tests = [own] if own in CORE_TESTS else []
     tests += [t for t in CORE_TESTS if t != own]
-    spec_all = sorted(p.stem for p in (ROOT / "spec").glob("test_*.py"))
+    spec_all = sorted(p.stem for p in (root / "spec").glob("test_*.py"))
     first = [s for s in SPEC_ORDER.get(file, ()) if s in spec_all]
     spec = first + [s for s in spec_all if s not in first]
     return [f"tests/{t}" for t in tests] + [f"spec/{s}.py" for s in spec]
+
+
+SNAPSHOT_PATHS = ("core", "spec", "strategies", "tests", "conftest.py", "pyproject.toml")
+
+
+def snapshot(dest: Path, tree: str) -> Path:
+    """A private copy of the code the kill set runs (others may edit the checkout meanwhile).
+
+    ``head``: the committed tree (``git archive HEAD``); ``worktree``: the checkout's files as they are now
+    (tracked and untracked, not ignored).
+    """
+    dest.mkdir(parents=True)
+    if tree == "head":
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", "HEAD", *SNAPSHOT_PATHS],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(dest, filter="data")
+    elif tree == "worktree":
+        listed = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z", "--", *SNAPSHOT_PATHS],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        for name in filter(None, listed.split("\0")):
+            source = ROOT / name
+            if source.is_file():
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, dest / name)
+    else:
+        raise ValueError(f"--tree is 'head' or 'worktree', got {tree!r}")
+    return dest
 
 
 @dataclass
@@ -504,17 +557,29 @@ class Runner:
     max_examples: int | None
     nnx_timeout: float
     workdir: Path
+    tree: str = "head"
     cache: Path = field(init=False)
+    repo: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.cache = self.workdir / "jax-cache"
         self.cache.mkdir(parents=True, exist_ok=True)
         (self.workdir / "sitecustomize.py").write_text(_SITECUSTOMIZE, encoding="utf-8")
         (self.workdir / "mutant_main.py").write_text(_CHILD_MAIN, encoding="utf-8")
-        self.sources = {f: (CORE / f).read_text(encoding="utf-8") for f in self.files}
+        self.repo = snapshot(self.workdir / "repo", self.tree)
+        self.sources = {f: (self.repo / "core" / f).read_text(encoding="utf-8") for f in self.files}
 
     def pytest_args(self, file: str) -> list[str]:
-        args = [*kill_set(file), "--nnx-impl", "core", "-x", "-q", "-p", "no:cacheprovider", "-rfE"]
+        args = [
+            *kill_set(file, self.repo),
+            "--nnx-impl",
+            "core",
+            "-x",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rfE",
+        ]
         args += ["--nnx-timeout", str(self.nnx_timeout)]
         if self.max_examples is not None:
             args += ["--nnx-max-examples", str(self.max_examples)]
@@ -524,7 +589,7 @@ class Runner:
         target = self.workdir / name / "core"
         if target.parent.exists():
             shutil.rmtree(target.parent)
-        shutil.copytree(CORE, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(self.repo / "core", target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         return target
 
     def run(self, name: str, file: str, sources: dict[str, str]) -> tuple[int | None, float, str]:
@@ -539,6 +604,7 @@ class Runner:
             PYTHONDONTWRITEBYTECODE="1",
             CI="true",
             NNX_MUTANT_CORE=str(core),
+            NNX_MUTANT_TREE=str(self.repo),
             NNX_MUTANT_MODULE=file.removesuffix(".py"),
             JAX_COMPILATION_CACHE_DIR=str(self.cache),
             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
@@ -548,7 +614,12 @@ class Runner:
         cmd = [sys.executable, str(self.workdir / "mutant_main.py"), *self.pytest_args(file)]
         start = time.perf_counter()
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=self.repo,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             out, _ = proc.communicate(timeout=self.timeout)
@@ -674,7 +745,13 @@ def render(result: dict[str, Any], verdicts: dict[str, dict[str, str]]) -> str:
         f"| when | {meta['started']} (UTC), load average {meta['load_before']} before, {meta['load_after']} after |"
     )
     add(
-        f"| code | commit `{meta['commit']}`{' (core/ with uncommitted changes)' if meta['core_dirty'] else ''} |"
+        f"| code | commit `{meta['commit']}`"
+        + (
+            " (committed tree, `git archive`)"
+            if meta["tree"] == "head"
+            else " plus the checkout's uncommitted files"
+        )
+        + " |"
     )
     add(f"| machine | {meta['machine']} |")
     add(f"| kill set | {meta['kill_set']} |")
@@ -815,6 +892,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default="", help="run only these mutant ids (comma-separated), e.g. to recheck survivors"
     )
+    parser.add_argument(
+        "--tree",
+        choices=("head", "worktree"),
+        default="head",
+        help="what the kill set runs: the committed tree (default) or the checkout as it is now",
+    )
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
     parser.add_argument("--json", type=Path, help="write the raw results here")
     parser.add_argument(
@@ -849,17 +932,22 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
-    chosen = sample(points, args.sample, args.seed) if args.sample else points
-    if args.only:
-        wanted = set(args.only.split(","))
-        chosen = [p for p in points if p.id in wanted]
-        if len(chosen) != len(wanted):
-            raise SystemExit(f"unknown mutant ids: {sorted(wanted - {p.id for p in chosen})}")
     started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     load_before = _load()
     wall_start = time.perf_counter()
+    commit = _git("rev-parse", "--short", "HEAD")
     with tempfile.TemporaryDirectory(prefix="nnx-mutation-") as tmp:
-        runner = Runner(files, args.timeout or 600.0, args.max_examples, args.nnx_timeout, Path(tmp))
+        runner = Runner(
+            files, args.timeout or 600.0, args.max_examples, args.nnx_timeout, Path(tmp), args.tree
+        )
+        points = all_points(files, runner.repo / "core")  # the snapshot's core, which the mutants copy
+        chosen = sample(points, args.sample, args.seed) if args.sample else points
+        if args.only:
+            wanted = set(args.only.split(","))
+            chosen = [p for p in points if p.id in wanted]
+            if len(chosen) != len(wanted):
+                raise SystemExit(f"unknown mutant ids: {sorted(wanted - {p.id for p in chosen})}")
+        kill_order = kill_set(files[0], runner.repo)
         # The baseline: every mutated module as the mutants are written, unmutated. It must pass.
         baseline_sources = {f: roundtrip(runner.sources[f]) for f in files}
         times = []
@@ -893,11 +981,11 @@ def main(argv: list[str] | None = None) -> int:
             "started": started,
             "load_before": load_before,
             "load_after": _load(),
-            "commit": _git("rev-parse", "--short", "HEAD"),
-            "core_dirty": bool(_git("status", "--porcelain", "--", "core")),
+            "commit": commit,
+            "tree": args.tree,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
             "kill_set": "`"
-            + " ".join(kill_set(files[0]))
+            + " ".join(kill_order)
             + "` (this order for "
             + f"`{files[0]}`; the mutated module's own test file and spec areas go first)",
             "files": list(files),
