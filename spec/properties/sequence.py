@@ -1124,6 +1124,26 @@ class _RngMachine(ScriptedMachine):
         self.contexts.append(ctx)
         return ctx
 
+    def draw_key_object(self, ctx: Ctx) -> tuple[Any, Any, str]:
+        """Draw one key from ``ctx`` and its twin, checked like :meth:`draw`; the live key, the twin's, and
+        the key's name in the script."""
+        k = self.script.fresh("key")
+        code = f"{k} = a.make_rng({ctx.name})"
+        self.check(lambda: [code])
+        key = attempt(code, self.a.make_rng, ctx.live)
+        twin = self.a.make_rng(ctx.twin)
+        live_data = np.asarray(self.a.key_data(key), np.uint32)
+        self.keys_ok(
+            code,
+            f"a.key_data({k})",
+            live_data,
+            np.asarray(self.a.key_data(twin), np.uint32),
+            f"{k}, drawn from {ctx.name}",
+        )
+        self.script.say(f"{code}  # key data {live_data.tolist()}")
+        self.script.bind(key, "key", k)
+        return key, twin, k
+
     def draw(self, ctx: Ctx) -> np.ndarray:
         k = self.script.fresh("k")
         code = f"{k} = a.key_data(a.make_rng({ctx.name}))"
@@ -1171,17 +1191,22 @@ def rng_machine(impl: Any) -> type[_RngMachine]:
             self.add(live, self.a.fork(parent.twin), name)
             self.script.say(code)
 
-        @rule(c=index)
+        @rule(c=index, raw=st.booleans())
         @scripted
-        def seed_from_a_key(self, c: int) -> None:
-            """A new context seeded from a drawn key's last 32-bit word (``new_context`` takes an integer
-            seed; a context made from a key is not in the protocol)."""
-            words = self.draw(self.pick(c)).ravel()
-            seed = int(words[-1])
+        def context_from_a_key(self, c: int, raw: bool) -> None:
+            """A new context made from a key just drawn from another, ``new_context(key)`` (the typed key,
+            or its raw data), as the seed's ScanMLP writes ``Context(key)``; its draws must be new keys."""
+            parent = self.pick(c)
+            key, twin_key, k = self.draw_key_object(parent)
+            seed, twin_seed, seed_code = (
+                (np.asarray(self.a.key_data(key)), np.asarray(self.a.key_data(twin_key)), f"a.key_data({k})")
+                if raw
+                else (key, twin_key, k)
+            )
             name = self.script.fresh("ctx")
-            code = f"{name} = a.new_context({seed})  # the last word of the key just drawn"
+            code = f"{name} = a.new_context({seed_code})"
             self.check(lambda: [code])
-            self.add(attempt(code, self.a.new_context, seed), self.a.new_context(seed), name)
+            self.add(attempt(code, self.a.new_context, seed), self.a.new_context(twin_seed), name)
             self.script.say(code)
 
         @precondition(lambda self: self.transforms < TRANSFORMS_PER_RUN)
@@ -1211,17 +1236,32 @@ def rng_machine(impl: Any) -> type[_RngMachine]:
         @rule(c=index)
         @scripted
         def split(self, c: int) -> None:
-            """A batch of contexts split from one: a drawn key's words seed ``vmap(new_context)`` (as
-            ``rng.transforms`` does); each row's twin is ``new_context`` of its seed, eagerly."""
-            words = self.draw(self.pick(c))
-            seeds = np.random.default_rng(words.ravel().tolist()).integers(0, 2**31 - 1, size=BATCH)
-            b = self.script.fresh("batch")
-            code = f"{b} = a.vmap(a.new_context)(np.array({seeds.tolist()!r}, np.int32))"
+            """A batch of contexts made from the rows of ``jax.random.split`` of a drawn key under
+            ``vmap(new_context)``, as the seed's ScanMLP initialises its layers; each row's twin is
+            ``new_context`` of that row, eagerly. The split keys are consumed by seeding, so they count as
+            drawn: no context may draw one of them later."""
+            key, twin_key, k = self.draw_key_object(self.pick(c))
+            rows, twin_rows = jax.random.split(key, BATCH), jax.random.split(twin_key, BATCH)
+            r = self.script.fresh("rows")
+            code = f"{r} = jax.random.split({k}, {BATCH})"
+            self.script.need("import jax")
             self.check(lambda: [code])
-            live = attempt(code, self.a.vmap(self.a.new_context), jnp.asarray(seeds, jnp.int32))
+            self.keys_ok(
+                code,
+                f"a.key_data({r})",
+                np.asarray(self.a.key_data(rows)),
+                np.asarray(self.a.key_data(twin_rows)),
+                f"{r}, split from {k}",
+            )
+            self.script.say(code)
+            self.script.bind(rows, "rows", r)
+            b = self.script.fresh("batch")
+            code = f"{b} = a.vmap(a.new_context)({r})"
+            self.check(lambda: [code])
+            live = attempt(code, self.a.vmap(self.a.new_context), rows)
             self.script.bind(live, "batch", b)
             self.script.say(code)
-            self.batches.append(Batch(b, live, [self.a.new_context(int(s)) for s in seeds]))
+            self.batches.append(Batch(b, live, [self.a.new_context(twin_rows[i]) for i in range(BATCH)]))
 
         @precondition(lambda self: bool(self.batches) and self.transforms < TRANSFORMS_PER_RUN)
         @rule(b=index)
