@@ -5,17 +5,22 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 
-from hypothesis import Phase, given, settings
+from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
+from nnx_conformance.spec.adapter import Capabilities
 from nnx_conformance.strategies import (
+    COLLECTIONS,
     DTYPES,
     MESH_AXES,
+    PUNCTUATED_COLLECTIONS,
     SHAPES,
     Blueprint,
     RngProgram,
     Static,
     VarSpec,
+    collection_pool,
+    collections,
     shardings,
     signatures,
     statics,
@@ -58,6 +63,34 @@ def test_variables_take_plain_sequences(var):
     assert (var.collection, var.shape, var.dtype, var.sharding) == ("w", (4,), "int32", None)
 
 
+def test_collections_are_confusable_pairs_gated_by_the_separator_capability():
+    pool = collection_pool()
+    assert pool == COLLECTIONS + PUNCTUATED_COLLECTIONS and len(set(pool)) == len(pool)
+    assert collection_pool(Capabilities(separator_in_names=False)) == COLLECTIONS
+    assert all(name.isidentifier() for name in COLLECTIONS)
+    assert not any(name.isidentifier() for name in PUNCTUATED_COLLECTIONS)
+    # the confusions the pool exists for: prefixes, a suffix, a case variant, other separators
+    assert "param" < "params" < "params_" and {"param", "params", "params_"} <= set(COLLECTIONS)
+    assert "batch_stats".endswith("stats") and "stats" in COLLECTIONS
+    assert "Params".casefold() == "params" and "Params" in COLLECTIONS
+    assert {n.replace("-", "_").replace(".", "_") for n in PUNCTUATED_COLLECTIONS} == {"batch_stats"}
+
+
+def test_collections_draw_every_name_and_shrink_to_params():
+    seen: Counter = Counter()
+
+    @COUNT
+    @given(collections())
+    def run(name):
+        seen[name] += 1
+
+    run()
+    pool = collection_pool()
+    assert set(seen) == set(pool), seen  # one choice: Hypothesis tries each name once, then stops
+    assert find(collections(), lambda name: True) == "params"
+    assert set(find(st.lists(collections(), min_size=2, unique=True), lambda names: True)) == {"params", "batch_stats"}
+
+
 def test_signatures_are_one_choice_over_the_product():
     seen: set = set()
 
@@ -86,7 +119,7 @@ def test_kind_tables_give_each_shape_an_even_share_half_unannotated():
         assert mine[None] == share[shape] / 2  # half unannotated...
         annotated = Counter({a: n for a, n in mine.items() if a is not None})
         assert len(set(annotated.values())) == 1  # ...the other half even over the annotations
-    assert kind_tables().tails == () and len(kind_tables().heads) == 3 * len(SHAPES) * len(DTYPES)
+    assert kind_tables().tails == () and len(kind_tables().heads) == len(COLLECTIONS) * len(SHAPES) * len(DTYPES)
 
 
 def test_kind_tables_stay_short_for_many_dimensions():

@@ -1,7 +1,9 @@
 """Properties of the State mapping: the ``state.*`` clauses of ``SPEC.md``.
 
-Each property partitions a drawn module graph to get a realistic state (several collections, sharding
-annotations, paths of several depths), then exercises filter, union or the pytree protocol on it. The
+Each property partitions a drawn module graph to get a realistic state (several collections, confusable
+ones among them, sharding annotations, paths of several depths), assembles the state under test from its
+entries in a drawn way (:class:`Assembly`: as partitioned, or ``make_state`` of the entries in any order,
+filtered, or united from runs), then exercises filter, union or the pytree protocol on it. The
 expected answer is computed *from the state's own entries* (``impl.state_items``), not from the oracle:
 these clauses are about what State operations do with whatever partition produced, so a partition bug is
 reported once, by the ``graph.*`` clauses, instead of again here. The one exception is merging a union
@@ -15,8 +17,9 @@ required here.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +27,7 @@ import numpy as np
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
-from nnx_conformance.spec.adapter import Filter, Path, Sharding
+from nnx_conformance.spec.adapter import Capabilities, Filter, Path, Sharding
 from nnx_conformance.spec.clauses import clause
 from nnx_conformance.spec.properties._helpers import (
     E,
@@ -41,11 +44,11 @@ from nnx_conformance.spec.properties._helpers import (
 )
 from nnx_conformance.spec.properties._judge import expect_graph
 from nnx_conformance.strategies import (
-    COLLECTIONS,
     PathContains,
     PathDepth,
     PathPrefix,
     allowed,
+    collection_pool,
     collections,
     filters,
     graphs,
@@ -57,9 +60,14 @@ __all__ = [
     "CONFLICTS",
     "ORDER_TRAP_NAMES",
     "SMALL",
+    "Assembly",
+    "assemblies",
     "assert_same_items",
+    "confusable",
+    "filter_lists",
     "items_of",
     "matches_entry",
+    "own_collection_filters",
     "own_path_filters",
     "test_collection_filters_are_disjoint_and_cover_the_state",
     "test_filter_keeps_exactly_the_matching_entries",
@@ -155,17 +163,71 @@ def _canonical(items: Sequence[Item]) -> list[Item]:
     return sorted(items, key=lambda item: item[0])
 
 
+@dataclasses.dataclass(frozen=True)
+class Assembly:
+    """How the state under test is put together from the entries of a partition.
+
+    ``how`` is ``"partition"`` (the state partition returned), or the entries taken in ``order`` (indices
+    into the partition's entries) and given to ``make_state`` all at once (``"make_state"``), at once and
+    then filtered by every collection they hold (``"filter"``), or split at ``cuts`` into runs that are
+    made into states one by one and united last run first (``"union"``). Every assembly holds the same
+    entries, so every state law must come out the same; an implementation whose order (of iteration, of
+    leaves, after a ``tree_map`` or ``jit``) follows the order its entries were given in shows here.
+    """
+
+    how: Literal["partition", "make_state", "filter", "union"] = "partition"
+    order: tuple[int, ...] = ()
+    cuts: tuple[int, ...] = ()
+
+    def assemble(self, impl: Any, state: Any, items: Sequence[Item]) -> Any:
+        """The state this assembly makes from ``state`` (a partition) and its ``items``."""
+        if self.how == "partition":
+            return state
+        entries = [items[k] for k in self.order]
+        if self.how == "make_state":
+            return impl.make_state(entries)
+        if self.how == "filter":
+            present = sorted({impl.variable_collection(v) for _, v in entries})
+            return impl.filter(impl.make_state(entries), *present) if present else impl.make_state(entries)
+        bounds = (0, *self.cuts, len(entries))
+        runs = [impl.make_state(entries[a:b]) for a, b in itertools.pairwise(bounds)]
+        return impl.union(*reversed(runs))
+
+
+def assemblies(n: int) -> st.SearchStrategy[Assembly]:
+    """An :class:`Assembly` of ``n`` entries: the partition itself (the shrink target) or the entries in a
+    drawn order, made into a state whole, filtered, or as a union of up to three runs."""
+    order = st.permutations(range(n)).map(tuple)
+    cuts = st.sets(st.integers(1, n - 1), max_size=2).map(sorted).map(tuple) if n > 1 else st.just(())
+    return st.one_of(
+        st.just(Assembly()),
+        st.builds(Assembly, st.just("make_state"), order),
+        st.builds(Assembly, st.just("filter"), order),
+        st.builds(Assembly, st.just("union"), order, cuts),
+    )
+
+
 def _partitioned(impl: Any, data: st.DataObject, **size: Any) -> tuple[Any, Any, list[Item], Any]:
-    """Draw a graph, build it, partition it: ``(blueprint, state, items, graphdef)``."""
-    bp = data.draw(graphs(impl.capabilities, **(size or SMALL)), label="graph")
+    """Draw a graph, build it, partition it, and assemble the state under test from the partition's entries
+    in a drawn way (:class:`Assembly`): ``(blueprint, state, items, graphdef)``, where ``items`` are the
+    partition's entries (what every assembly holds, and what the properties judge against).
+
+    Collections come from :func:`~nnx_conformance.strategies.collection_pool`: besides ``params`` and
+    ``batch_stats``, names that are prefixes, suffixes, case or separator variants of them.
+    """
+    size = {"collections": collection_pool(impl.capabilities), **(size or SMALL)}
+    bp = data.draw(graphs(impl.capabilities, **size), label="graph")
     show(impl, bp)
     state, graphdef = impl.partition(build(bp, impl).root)  # build: recorded as one graph
-    return bp, state, items_of(impl, state), graphdef
+    items = items_of(impl, state)
+    how = data.draw(assemblies(len(items)), label="state assembled as")
+    return bp, how.assemble(impl, state, items), items, graphdef
 
 
 def _parts(data: st.DataObject, items: Sequence[Item], n: int, *, disjoint: bool) -> list[list[Item]]:
     """Split ``items`` among ``n`` parts: each entry goes to one part (``disjoint``) or to a drawn set of
-    parts (possibly none, possibly several). Each part keeps the state's order."""
+    parts (possibly none, possibly several). Each part lists its entries in a drawn order (shrinking to
+    the state's)."""
     parts: list[list[Item]] = [[] for _ in range(n)]
     for path, var in items:
         if disjoint:
@@ -174,7 +236,7 @@ def _parts(data: st.DataObject, items: Sequence[Item], n: int, *, disjoint: bool
             chosen = data.draw(st.sets(st.integers(0, n - 1), max_size=n), label=f"parts of {fmt_path(path)}")
         for k in chosen:
             parts[k].append((path, var))
-    return parts
+    return [data.draw(st.permutations(part), label=f"entry order of part {k}") for k, part in enumerate(parts)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -189,7 +251,7 @@ def test_collection_filters_are_disjoint_and_cover_the_state(impl, data):
     """Filtering by each collection gives states that hold only that collection, share no path, and whose
     union is the whole state (same paths in the same order, same values and metadata)."""
     _, state, items, _ = _partitioned(impl, data)
-    names = sorted({impl.variable_collection(v) for _, v in items} | set(COLLECTIONS))
+    names = sorted({impl.variable_collection(v) for _, v in items} | set(collection_pool(impl.capabilities)))
     states = {c: impl.filter(state, c) for c in names}
     parts = {c: items_of(impl, part) for c, part in states.items()}
     owner: dict[Path, str] = {}
@@ -225,11 +287,39 @@ def test_collection_filters_are_disjoint_and_cover_the_state(impl, data):
     assert_same_items(impl, union, _canonical(items), "union of the per-collection filters")
 
 
-FILTER_LISTS = st.one_of(
-    st.lists(collections(), min_size=2, max_size=3, unique=True),
-    st.lists(filters(), min_size=1, max_size=3),
-)
-"""Several collections at once, or a mix of collections and path predicates (any of them matches)."""
+def filter_lists(capabilities: Capabilities) -> st.SearchStrategy[list[Filter]]:
+    """Several collections at once, or a mix of collections and path predicates (any of them matches),
+    the collections from :func:`~nnx_conformance.strategies.collection_pool`."""
+    pool = collection_pool(capabilities)
+    return st.one_of(
+        st.lists(collections(capabilities), min_size=2, max_size=3, unique=True),
+        st.lists(filters(pool), min_size=1, max_size=3),
+    )
+
+
+def confusable(a: str, b: str) -> bool:
+    """Whether two distinct collection names are easy to merge by mistake: one is a prefix or a suffix
+    of the other, or they are equal up to case or up to the separator (``_``, ``-``, ``.``, ``/``)."""
+
+    def bare(name: str) -> str:
+        return "".join("_" if ch in "-./" else ch for ch in name.casefold())
+
+    return a != b and (a.startswith(b) or b.startswith(a) or a.endswith(b) or b.endswith(a) or bare(a) == bare(b))
+
+
+def own_collection_filters(items: Sequence[Item], impl: Any) -> st.SearchStrategy[list[Filter]]:
+    """One to three collection names, each held by an entry of the state or confusable with one
+    (:func:`confusable`: ``"param"`` beside ``"params"``, ``"Params"``, ``"batch-stats"`` beside
+    ``"batch_stats"``), from the capabilities' pool; none for an empty state.
+
+    Collections drawn from the whole pool seldom sit next to the ones a small state holds; these do, so a
+    filter that matches collections by prefix, case-insensitively or up to punctuation keeps an entry it
+    must not."""
+    present = sorted({impl.variable_collection(v) for _, v in items})
+    near = [c for c in collection_pool(impl.capabilities) if c not in present and any(confusable(c, p) for p in present)]
+    if not present:
+        return st.just([])
+    return st.lists(st.sampled_from(present + near), min_size=1, max_size=3, unique=True)
 
 
 def own_path_filters(items: Sequence[Item]) -> st.SearchStrategy[list[Filter]]:
@@ -259,12 +349,14 @@ def own_path_filters(items: Sequence[Item]) -> st.SearchStrategy[list[Filter]]:
 @given(data=st.data())
 def test_filter_keeps_exactly_the_matching_entries(impl, data):
     """``filter(state, *fs)`` holds exactly the entries matching some ``f`` in ``fs``, in canonical order,
-    with their values and metadata; the expectation is computed over ``impl.state_items(state)``. Checked
-    for filters drawn from the global pools and for predicates on the state's own paths."""
+    with their values and metadata; the expectation is computed over the partition's entries. Checked for
+    filters drawn from the global pools, for predicates on the state's own paths, and for collection names
+    the state holds beside names confusable with them (a filter for ``"param"`` keeps no ``"params"``)."""
     _, state, items, _ = _partitioned(impl, data)
-    pooled = data.draw(FILTER_LISTS, label="filters")
+    pooled = data.draw(filter_lists(impl.capabilities), label="filters")
     own = data.draw(own_path_filters(items), label="filters on the state's own paths")
-    for fs in (pooled, own):
+    near = data.draw(own_collection_filters(items, impl), label="the state's collections and their confusions")
+    for fs in (pooled, own, near):
         if not fs:
             continue
         want = _canonical([(p, v) for p, v in items if any(matches_entry(impl, f, p, v) for f in fs)])
@@ -356,7 +448,7 @@ def test_merging_the_union_of_filtered_parts_equals_merging_the_whole(impl, data
     same way (same exception type): this clause is about the union, not about merge.
     """
     _, state, items, graphdef = _partitioned(impl, data)
-    names = sorted({impl.variable_collection(v) for _, v in items} | set(COLLECTIONS))
+    names = sorted({impl.variable_collection(v) for _, v in items} | set(collection_pool(impl.capabilities)))
     order = data.draw(st.permutations(names), label="operand order")
     depths = sorted({len(p) for p, _ in items}, reverse=True)
     splits: list[tuple[str, list[Filter]]] = [
@@ -426,7 +518,7 @@ def _rival(impl: Any, data: st.DataObject, var: Any, differs: str) -> Any:
     if differs == "value":
         value = _bumped(value)
     elif differs == "collection":
-        pool = [c for c in COLLECTIONS if c != collection]
+        pool = [c for c in collection_pool(impl.capabilities) if c != collection]
         collection = data.draw(st.sampled_from(pool), label="the other collection")
     else:
         placed = _replicated(sharding, value.ndim)

@@ -18,13 +18,17 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from nnx_conformance.spec.adapter import Capabilities
 from nnx_conformance.strategies._internal.blueprint import Sharding, VarSpec
+from nnx_conformance.strategies._internal.names import DEFAULT_CAPABILITIES
 
 __all__ = [
     "COLLECTIONS",
     "DTYPES",
     "MESH_AXES",
+    "PUNCTUATED_COLLECTIONS",
     "SHAPES",
+    "collection_pool",
     "collections",
     "dtypes",
     "shapes",
@@ -34,7 +38,16 @@ __all__ = [
     "variables",
 ]
 
-COLLECTIONS: tuple[str, ...] = ("params", "batch_stats", "cache")
+COLLECTIONS: tuple[str, ...] = ("params", "batch_stats", "cache", "param", "params_", "Params", "stats")
+"""Collection names every implementation must accept, simplest (and most common) first, so a Variable
+shrinks to ``"params"``. After the three common names come their confusions: ``"param"`` and
+``"params_"`` (one is a prefix of the next: a filter matching by prefix or ``startswith`` takes all
+three), ``"Params"`` (a case variant: a case-insensitive match merges it with ``"params"``) and
+``"stats"`` (a suffix of ``"batch_stats"``: an ``endswith`` or substring match takes both)."""
+PUNCTUATED_COLLECTIONS: tuple[str, ...] = ("batch-stats", "batch.stats")
+"""Collection names spelled like ``"batch_stats"`` with another separator (a match that normalises
+punctuation, or a key that joins collection and path with ``"."``, merges them); drawn only where
+``Capabilities.separator_in_names`` holds."""
 SHAPES: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (2, 3))
 DTYPES: tuple[str, ...] = ("float32", "int32")
 MESH_AXES: tuple[str, ...] = ("data", "model")
@@ -42,9 +55,16 @@ MESH_AXES: tuple[str, ...] = ("data", "model")
 _BASE = st.integers(-8, 8)
 
 
-def collections() -> st.SearchStrategy[str]:
-    """A collection name from :data:`COLLECTIONS`."""
-    return st.sampled_from(COLLECTIONS)
+@functools.lru_cache(maxsize=64)
+def collection_pool(capabilities: Capabilities = DEFAULT_CAPABILITIES) -> tuple[str, ...]:
+    """The collection names to draw for ``capabilities``, simplest first: :data:`COLLECTIONS`, plus
+    :data:`PUNCTUATED_COLLECTIONS` where ``separator_in_names`` holds."""
+    return COLLECTIONS + (PUNCTUATED_COLLECTIONS if capabilities.separator_in_names else ())
+
+
+def collections(capabilities: Capabilities = DEFAULT_CAPABILITIES) -> st.SearchStrategy[str]:
+    """A collection name from :func:`collection_pool` (one choice, shrinking to ``"params"``)."""
+    return st.sampled_from(collection_pool(capabilities))
 
 
 def shapes() -> st.SearchStrategy[tuple[int, ...]]:

@@ -76,6 +76,64 @@ class AbsentCollectionFilterKeepsEverything(CoreAdapter):
         return super().filter(state, *filters)
 
 
+class _CollectionMatch(CoreAdapter):
+    """The core adapter, with each collection-name filter replaced by the predicate :meth:`same`."""
+
+    def same(self, collection: str, wanted: str) -> bool:
+        raise NotImplementedError
+
+    def filter(self, state: Any, *filters: Filter) -> State:
+        def by_collection(f: Filter) -> Filter:
+            if not isinstance(f, str):
+                return f
+            return lambda path, var: self.same(var.collection, f)
+
+        return super().filter(state, *(by_collection(f) for f in filters))
+
+
+@mutant(catches="state.filter-partition")
+class CollectionFilterMatchesPrefix(_CollectionMatch):
+    """A collection filter keeps every Variable whose collection *starts with* the name (``startswith``,
+    as a tag or namespace match would), so ``filter(state, "param")`` also keeps ``params`` and
+    ``params_`` entries. state.filter-partition must catch it."""
+
+    def same(self, collection: str, wanted: str) -> bool:
+        return collection.startswith(wanted)
+
+
+@mutant(catches="state.filter-partition")
+class CollectionFilterIgnoresCase(_CollectionMatch):
+    """A collection filter compares names case-insensitively (``casefold``), so ``filter(state,
+    "params")`` also keeps ``Params`` entries. state.filter-partition must catch it."""
+
+    def same(self, collection: str, wanted: str) -> bool:
+        return collection.casefold() == wanted.casefold()
+
+
+@mutant(catches="state.filter-partition")
+class CollectionFilterNormalisesSeparators(_CollectionMatch):
+    """A collection filter compares names with punctuation normalised to ``_`` (as a key built from
+    ``collection.replace("-", "_")`` would), so ``filter(state, "batch_stats")`` also keeps
+    ``batch-stats`` and ``batch.stats`` entries. state.filter-partition must catch it."""
+
+    def same(self, collection: str, wanted: str) -> bool:
+        def bare(name: str) -> str:
+            return name.replace("-", "_").replace(".", "_")
+
+        return bare(collection) == bare(wanted)
+
+
+@mutant(catches="state.filter-partition")
+class MakeStateKeepsGivenOrder(CoreAdapter):
+    """``make_state`` keeps its entries in the order they were given instead of canonical order (a dict
+    built from the items, never sorted), and filtering keeps the order of the state it filters: a state
+    assembled from entries in another order filters to a non-canonical state. A partition's own state,
+    already sorted, hides it. state.filter-partition must catch it."""
+
+    def make_state(self, items: Sequence[tuple[Path, Any]]) -> State:
+        return State._from_sorted(dict(items))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # state.union-laws
 # ---------------------------------------------------------------------------------------------------------
@@ -202,6 +260,44 @@ def _one_collection_unflatten(aux: tuple[Any, ...], leaves: Sequence[Any]) -> _O
 
 
 jax.tree_util.register_pytree_node(_OneCollectionState, _one_collection_flatten, _one_collection_unflatten)
+
+
+class _GivenOrderState(State):
+    """Iterates and flattens in canonical order, but keeps the order its entries were given in (``_given``)
+    in its pytree aux data, and a rebuilt state (``tree_unflatten``, ``tree_map``, the output of ``jit``)
+    lists its entries in that order."""
+
+    __slots__ = ("_given",)
+
+    _given: tuple[Path, ...]
+
+
+def _given_flatten(state: _GivenOrderState) -> tuple[list[Any], tuple[tuple[Path, ...], tuple[Path, ...]]]:
+    return list(state._data.values()), (tuple(state._data), state._given)
+
+
+def _given_unflatten(aux: tuple[tuple[Path, ...], tuple[Path, ...]], children: Sequence[Any]) -> State:
+    paths, given = aux
+    by_path = dict(zip(paths, children))
+    return State._from_sorted({p: by_path[p] for p in given})
+
+
+jax.tree_util.register_pytree_node(_GivenOrderState, _given_flatten, _given_unflatten)
+
+
+@mutant(catches="state.pytree")
+class UnflattenRestoresGivenOrder(CoreAdapter):
+    """A state made by ``make_state`` iterates and flattens in canonical order, but its treedef remembers
+    the order the entries were given in and unflattening rebuilds them in that order: after
+    ``tree_map``, ``tree_unflatten`` or a pass through ``jit``/``vmap``/``scan`` a state assembled in
+    another order comes back out of canonical order. Partitioned states, given in canonical order, hide
+    it. state.pytree must catch it."""
+
+    def make_state(self, items: Sequence[tuple[Path, Any]]) -> State:
+        state = _GivenOrderState._from_sorted(dict(super().make_state(items).items()))
+        assert isinstance(state, _GivenOrderState)
+        state._given = tuple(path for path, _ in items)
+        return state
 
 
 class _StateClassAdapter(CoreAdapter):
