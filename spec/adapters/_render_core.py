@@ -55,7 +55,11 @@ class CoreRenderer(LibraryRenderer):
         return f"State.union({', '.join(args)})" if args else "State()"
 
     def op_new_context(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
-        return f"Context(jax.random.key({args[0]}))"
+        """An integer seed is ``jax.random.key(seed)``; a key (a drawn key, or raw uint32 data as a literal)
+        is the Context's key as is, as :meth:`~.core.CoreAdapter.new_context` does."""
+        if _is_int_seed(step):
+            return f"Context(jax.random.key({args[0]}))"
+        return f"Context({args[0]})"
 
     def op_make_rng(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
         return f"{args[0]}.make_rng()"
@@ -121,3 +125,11 @@ class CoreRenderer(LibraryRenderer):
 
     def obs_is_variable(self, x: str) -> str:
         return f"isinstance({x}, Variable)"
+
+
+def _is_int_seed(step: Call) -> bool:
+    """Whether a recorded ``new_context`` was given an integer seed (a literal int), not a key."""
+    if not step.args or not isinstance(step.args[0], Lit):
+        return False
+    value = step.args[0].value
+    return isinstance(value, int) and not isinstance(value, bool)

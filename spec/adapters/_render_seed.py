@@ -74,7 +74,10 @@ class SeedRenderer(LibraryRenderer):
         return "State({" + ", ".join(f"**{a}" for a in args) + "})"
 
     def op_new_context(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
-        return f"Context(jax.random.PRNGKey({args[0]}))"
+        """An integer seed is the notebook's ``random.PRNGKey(seed)``; a key is taken as is (``Context(key)``)."""
+        if _is_int_seed(step):
+            return f"Context(jax.random.PRNGKey({args[0]}))"
+        return f"Context({args[0]})"
 
     def op_make_rng(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
         return f"{args[0]}.make_rng()"
@@ -139,3 +142,11 @@ class SeedRenderer(LibraryRenderer):
 
     def obs_is_variable(self, x: str) -> str:
         return f"isinstance({x}, Variable)"
+
+
+def _is_int_seed(step: Call) -> bool:
+    """Whether a recorded ``new_context`` was given an integer seed (a literal int), not a key."""
+    if not step.args or not isinstance(step.args[0], Lit):
+        return False
+    value = step.args[0].value
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -6,10 +6,18 @@ is exactly what these clauses must catch. Distinctness over many keys is one ``n
 viewed as opaque byte strings, so checking 60,000 keys costs milliseconds; what costs time is drawing
 them through the implementation, one eager ``make_rng`` at a time.
 
-Programs of draws and forks come from :func:`~nnx_conformance.strategies.rng_programs` and run through
+Programs of draws, forks and contexts made from drawn keys come from
+:func:`~nnx_conformance.strategies.rng_programs` and run through
 :func:`~nnx_conformance.strategies.run_program`, whose records say, from the program alone, which context
-and which of its counts produced each key: failure messages name the op, the context's fork lineage and
-the draw number, never an index into a flattened list.
+and which of its counts produced each key, and which context made from a key (by which op) it descends
+from: failure messages name the op, the context's root and fork lineage and the draw number, never an index
+into a flattened list. A context made from a key is a new root, but its keys belong to the program that
+drew that key: every clause below compares them with all the program's other keys.
+
+Named streams, split and contexts rebuilt from a stream (``rng.streams``, ``rng.split``,
+``rng.from-stream``) use the optional protocol methods of
+:class:`~nnx_conformance.spec.adapter.RngStreams` and :class:`~nnx_conformance.spec.adapter.RngSplit`; an
+adapter that does not claim ``rng_streams`` / ``rng_split`` gets those clauses skipped.
 
 The statistics clause needs tail probabilities of the chi-square and normal distributions. The suite
 depends on numpy only (no scipy), so they are computed here: the normal tail with :func:`math.erfc`, and the
@@ -36,21 +44,28 @@ from nnx_conformance.strategies import RngProgram, RngRecord, rng_programs, run_
 
 __all__ = [
     "LONG_PROGRAM_DRAWS",
+    "STREAM_NAMES",
     "chi2_sf",
     "context_batch",
+    "describe_context",
     "describe_draw",
     "duplicate_groups",
     "keys_to_array",
     "normal_two_sided_p",
     "stream_statistics",
+    "test_a_context_from_a_key_is_a_function_of_all_of_the_key_s_data",
+    "test_a_context_rebuilt_from_a_stream_replays_none_of_its_keys",
+    "test_contexts_of_a_program_never_share_a_stream",
     "test_contexts_split_across_vmap_give_distinct_rows",
     "test_different_seeds_give_different_keys",
     "test_every_key_of_a_program_is_distinct",
     "test_fork_keys_never_meet_parent_or_sibling_keys",
     "test_keys_drawn_under_jit_equal_eager_keys",
+    "test_named_streams_of_one_context_never_share_keys",
     "test_same_program_and_seed_give_identical_keys",
     "test_sibling_streams_are_jointly_uniform_and_uncorrelated",
     "test_sixty_thousand_draws_from_one_context_are_distinct",
+    "test_split_children_never_meet_each_other_or_the_parent",
 ]
 
 SEEDS = st.integers(0, 2**32 - 1)
@@ -123,15 +138,31 @@ def duplicate_groups(rows: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(g) for g in sorted(groups.values())]
 
 
-def describe_draw(record: RngRecord) -> str:
-    """One draw of a program, located by what the program did (not by a list index)."""
+def describe_context(record: RngRecord) -> str:
+    """The context an op ran on, located by what the program did: its id, the context made from a key it
+    descends from (and the op that made it), its fork lineage below that root."""
     where = "the root context" if record.ctx_id == 0 else f"context {record.ctx_id}"
+    if record.root:
+        if record.root == record.ctx_id:
+            where += f" (made from a key by op #{record.root_op})"
+        else:
+            where += f" (below context {record.root}, made from a key by op #{record.root_op})"
     lineage = f", fork lineage {record.lineage}" if record.lineage else ""
-    return f"op #{record.op_index}: draw #{record.count} of {where}{lineage}"
+    return where + lineage
+
+
+def describe_draw(record: RngRecord) -> str:
+    """One key of a program, located by what the program did (not by a list index)."""
+    if record.kind == "draw":
+        what = f"draw #{record.count}"
+    else:
+        what = f"the key drawn as op #{record.count} to make context(s) from it ({record.kind})"
+    return f"op #{record.op_index}: {what} of {describe_context(record)}"
 
 
 def _draws(records: Sequence[RngRecord]) -> list[RngRecord]:
-    return [r for r in records if r.kind == "draw"]
+    """Every record that drew a key: draws, and the ops that drew a key to make contexts from it."""
+    return [r for r in records if r.key_data is not None]
 
 
 def _key_rows(records: Sequence[RngRecord]) -> np.ndarray:
@@ -202,6 +233,67 @@ def test_different_seeds_give_different_keys(impl, data):
                 impl,
                 E.py("not np.array_equal({0}, {1})", a.key_data, b.key_data),
                 f"{describe_draw(a)}: seeds {program.seed} and {other_seed} both drew {a.key_data.tolist()}",
+            )
+
+
+FROM_KEY_DRAWS = 3
+"""Keys drawn from each context made from a key in the from-key check."""
+
+
+def _stream_rows(impl: Any, ctx: Any, n: int) -> np.ndarray:
+    return keys_to_array(impl, [impl.make_rng(ctx) for _ in range(n)])
+
+
+@clause("rng.reproducible")
+@budget()
+@given(seed=SEEDS, before=st.integers(0, 3), word=st.integers(0, 7), bit=st.integers(0, 31))
+def test_a_context_from_a_key_is_a_function_of_all_of_the_key_s_data(impl, seed, before, word, bit):
+    """A context made from a drawn key, one made from that key's raw ``uint32`` data and a second one made
+    from the same key draw identical keys; one made from the data with one bit flipped draws different keys.
+
+    The key *is* its data: ``Context(key)`` and ``nnx.Rngs(jax.random.wrap_key_data(data))`` are two
+    spellings of one seed, so they must agree. A context that keeps only part of the key (its first word,
+    a 32-bit hash of it) or none of it (a fixed seed) makes contexts from different keys -- the rows of a
+    split, the layers of a ScanMLP -- draw the same keys; a single flipped bit in any word shows it, as a
+    flipped seed bit does for integer seeds.
+    """
+    ctx = impl.new_context(seed)
+    for _ in range(before):
+        impl.make_rng(ctx)
+    key = impl.make_rng(ctx)
+    data = np.asarray(impl.key_data(key), dtype=np.uint32)
+    flat = data.reshape(-1)
+    at = word % flat.size
+    flipped = flat.copy()
+    flipped[at] ^= np.uint32(1 << bit)
+    flipped = flipped.reshape(data.shape)
+    from_key = _stream_rows(impl, impl.new_context(key), FROM_KEY_DRAWS)
+    again = _stream_rows(impl, impl.new_context(key), FROM_KEY_DRAWS)
+    from_data = _stream_rows(impl, impl.new_context(data), FROM_KEY_DRAWS)
+    from_flipped = _stream_rows(impl, impl.new_context(flipped), FROM_KEY_DRAWS)
+    where = f"seed {seed}, the key of draw #{before} ({data.tolist()})"
+    for i in range(FROM_KEY_DRAWS):
+        if not np.array_equal(from_key[i], again[i]):
+            fail(
+                impl,
+                E.py("np.array_equal({0}, {1})", from_key[i], again[i]),
+                f"{where}: two contexts made from the same key drew {from_key[i].tolist()} and "
+                f"{again[i].tolist()} as draw #{i}",
+            )
+        if not np.array_equal(from_key[i], from_data[i]):
+            fail(
+                impl,
+                E.py("np.array_equal({0}, {1})", from_key[i], from_data[i]),
+                f"{where}: a context made from the key drew {from_key[i].tolist()} as draw #{i}, one made from "
+                f"its raw data drew {from_data[i].tolist()}",
+            )
+        if np.array_equal(from_data[i], from_flipped[i]):
+            fail(
+                impl,
+                E.py("not np.array_equal({0}, {1})", from_data[i], from_flipped[i]),
+                f"{where}: flipping bit {bit} of word {at} of the key ({flipped.tolist()}) leaves draw #{i} of "
+                f"the context made from it unchanged, {from_data[i].tolist()}: the context ignores part of its "
+                "key",
             )
 
 
@@ -312,6 +404,30 @@ def test_fork_keys_never_meet_parent_or_sibling_keys(impl, seed, before, n_forks
             f"seed {seed}, {before} parent draws before forking: {len(groups)} key(s) shared between "
             "streams (or repeated within one)\n" + "\n".join(lines)
         )
+
+
+@clause("rng.fork-independence")
+@budget()
+@given(data=st.data())
+def test_contexts_of_a_program_never_share_a_stream(impl, data):
+    """After a program of draws, forks and contexts made from drawn (or split) keys, every context draws
+    ``per_stream`` more keys, round by round; no key of any context equals a key of another, nor any key
+    the program drew.
+
+    The program's own keys are few per context; the rounds make every stream long enough that a context
+    replaying another one *shifted* (a fork on its parent's counter, a context from a key that restarts
+    the stream the key came from) meets it, whatever the offset.
+    """
+    program = data.draw(rng_programs(max_ops=10), label="program")
+    per_stream = data.draw(st.integers(1, 6), label="per_stream")
+    n = program.n_contexts
+    tail = tuple(("draw", c) for _ in range(per_stream) for c in range(n))
+    full = RngProgram(program.seed, program.ops + tail)
+    _assert_distinct(
+        impl,
+        run_program(full, impl),
+        f"seed {program.seed}, then {per_stream} draw(s) from each of the program's {n} context(s)",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -553,3 +669,165 @@ def test_contexts_split_across_vmap_give_distinct_rows(impl, seed):
             f"seed {seed}: keys repeated across the {n} rows of a vmap over split contexts\n"
             + "\n".join(lines)
         )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# rng.streams, rng.split, rng.from-stream (optional capabilities rng_streams, rng_split)
+# ---------------------------------------------------------------------------------------------------------
+
+STREAM_NAMES: tuple[str, ...] = ("default", "params", "dropout", "p", "pa", "é")
+"""Stream names the stream clauses use: ``"default"`` (the stream ``make_rng`` draws from), flax's usual
+names, a name that is a prefix of another (an encoding without lengths confuses ``"p" + "a..."`` with
+``"pa" + ...``), and a non-ASCII one. Fixed, so the jitted helpers compile once."""
+
+_MAKE_RNG = "make_rng()"
+"""In a stream schedule: a plain ``make_rng(ctx)``, which must share the ``"default"`` stream's counter."""
+
+
+def _draw_stream(impl: Any, ctx: Any, name: str) -> Any:
+    return impl.make_rng(ctx) if name == _MAKE_RNG else impl.make_rng_stream(ctx, name)
+
+
+def _label_stream(name: str) -> str:
+    return "make_rng" if name == _MAKE_RNG else f"stream {name!r}"
+
+
+def _assert_rows_distinct(impl: Any, rows: np.ndarray, labels: Sequence[str], what: str) -> None:
+    groups = duplicate_groups(rows)
+    if not groups:
+        return
+    lines = [f"  {' == '.join(labels[i] for i in g)}: key {rows[g[0]].tolist()}" for g in groups[:5]]
+    first = groups[0]
+    fail(
+        impl,
+        E.py("not np.array_equal({0}, {1})", rows[first[0]], rows[first[1]]),
+        f"{what}: {len(groups)} key(s) drawn more than once\n" + "\n".join(lines),
+    )
+
+
+@clause("rng.streams")
+@budget()
+@given(
+    seed=SEEDS,
+    before=st.integers(0, 3),
+    schedule=st.lists(
+        st.tuples(st.integers(0, 1), st.sampled_from((*STREAM_NAMES, _MAKE_RNG))), min_size=0, max_size=16
+    ),
+    rounds=st.integers(1, 3),
+)
+def test_named_streams_of_one_context_never_share_keys(impl, seed, before, schedule, rounds):
+    """A context and a fork of it draw from named streams in a random order (``make_rng`` among them, as
+    the ``"default"`` stream), then ``rounds`` more keys from every stream of both; no key repeats.
+
+    Each stream name must mean its own keys: streams that keep separate counters over one key (or hash the
+    name into few bits) hand ``params`` and ``dropout`` the same key at the same count, and a ``make_rng``
+    beside a ``"default"`` stream with its own counter draws the default stream's keys twice.
+    """
+    parent = impl.new_context(seed)
+    labels: list[str] = []
+    keys: list[Any] = []
+    for i in range(before):
+        keys.append(impl.make_rng(parent))
+        labels.append(f"the context's make_rng #{i} (before the fork)")
+    contexts = [("the context", parent), ("its fork", impl.fork(parent))]
+    drawn: dict[tuple[int, str], int] = {}
+
+    def draw(c: int, name: str) -> None:
+        label, ctx = contexts[c]
+        n = drawn.get((c, name), 0)
+        drawn[(c, name)] = n + 1
+        keys.append(_draw_stream(impl, ctx, name))
+        labels.append(f"{label}'s {_label_stream(name)} #{n}")
+
+    for c, name in schedule:
+        draw(c, name)
+    for _ in range(rounds):
+        for c in range(len(contexts)):
+            for name in (*STREAM_NAMES, _MAKE_RNG):
+                draw(c, name)
+    _assert_rows_distinct(
+        impl,
+        keys_to_array(impl, keys),
+        labels,
+        f"seed {seed}, {before} draw(s) before forking, {len(schedule)} scheduled draw(s) then {rounds} round(s)",
+    )
+
+
+@clause("rng.split")
+@budget(0.3)
+@given(seed=SEEDS, before=st.integers(0, 3), after=st.integers(1, 4))
+def test_split_children_never_meet_each_other_or_the_parent(impl, seed, before, after):
+    """``split(ctx, 4)``, mapped over with ``impl.jit(impl.vmap(...))``: each child draws, forks and draws
+    from the fork and draws again; no key of one child equals a key of another, nor a key the parent drew
+    before the split or draws after it.
+
+    The children are the batch a lifted ``vmap`` receives (the rows of a ScanMLP's init): a split that
+    broadcasts one context gives every row the same keys, and one that hands out the parent's own stream
+    replays what the parent draws next.
+    """
+    n = VMAP_BATCH
+    parent = impl.new_context(seed)
+    past = [impl.make_rng(parent) for _ in range(before)]
+    batch = impl.split(parent, n)
+    future = [impl.make_rng(parent) for _ in range(after)]
+    out = np.asarray(_mapped_body(impl)(batch))
+    if out.shape[:2] != (n, 3):
+        raise AssertionError(
+            f"vmap over split(ctx, {n}) returned keys of shape {out.shape}, expected ({n}, 3, ...): the split "
+            f"is not a batch of {n} contexts on a leading axis"
+        )
+    what = ("draw #0", "draw #0 of a fork", "draw #1")
+    rows = [keys_to_array(impl, past), out.reshape(n * 3, -1), keys_to_array(impl, future)]
+    labels = [f"the parent's draw #{i} before the split" for i in range(before)]
+    labels += [f"child {i // 3}'s {what[i % 3]}" for i in range(n * 3)]
+    labels += [f"the parent's draw #{i} after the split" for i in range(after)]
+    _assert_rows_distinct(
+        impl,
+        np.concatenate([r for r in rows if r.size]),
+        labels,
+        f"seed {seed}, split into {n} after {before} parent draw(s)",
+    )
+
+
+@clause("rng.from-stream")
+@budget()
+@given(
+    seed=SEEDS,
+    name=st.sampled_from(STREAM_NAMES),
+    before=st.integers(0, 3),
+    after=st.integers(1, 4),
+    rebuilt_draws=st.integers(1, 4),
+)
+def test_a_context_rebuilt_from_a_stream_replays_none_of_its_keys(
+    impl, seed, name, before, after, rebuilt_draws
+):
+    """``from_stream(ctx, name)`` after ``before`` draws from that stream; then the rebuilt context and
+    the original stream draw alternately. No key of the rebuilt context equals one the stream drew before
+    the rebuild or draws after it.
+
+    Both halves matter. A rebuild that keeps the stream's key and restarts its counter at 0 (flax 0.12.8's
+    ``nnx.Rngs(rngs.default)``) hands out again the keys already used; one that copies key and counter
+    hands out the keys the original is about to draw. Either way two "independent" consumers -- dropout
+    masks, a re-initialised layer -- get the same randomness. A rebuild that forks the stream (spends one
+    of its draws on the new context's key), or that shares the stream object, replays neither.
+    """
+    ctx = impl.new_context(seed)
+    keys: list[Any] = []
+    labels: list[str] = []
+    for i in range(before):
+        keys.append(impl.make_rng_stream(ctx, name))
+        labels.append(f"stream {name!r} draw #{i} before the rebuild")
+    rebuilt = impl.from_stream(ctx, name)
+    for i in range(max(after, rebuilt_draws)):
+        if i < rebuilt_draws:
+            keys.append(impl.make_rng(rebuilt))
+            labels.append(f"the rebuilt context's draw #{i}")
+        if i < after:
+            keys.append(impl.make_rng_stream(ctx, name))
+            labels.append(f"stream {name!r} draw #{i} after the rebuild")
+    _assert_rows_distinct(
+        impl,
+        keys_to_array(impl, keys),
+        labels,
+        f"seed {seed}, a context rebuilt from stream {name!r} after {before} draw(s) of it",
+    )
