@@ -558,6 +558,7 @@ class Runner:
     nnx_timeout: float
     workdir: Path
     tree: str = "head"
+    only_tests: list[str] = field(default_factory=list)
     cache: Path = field(init=False)
     repo: Path = field(init=False)
 
@@ -571,7 +572,7 @@ class Runner:
 
     def pytest_args(self, file: str) -> list[str]:
         args = [
-            *kill_set(file, self.repo),
+            *(self.only_tests or kill_set(file, self.repo)),
             "--nnx-impl",
             "core",
             "-x",
@@ -898,6 +899,16 @@ def main(argv: list[str] | None = None) -> int:
         default="head",
         help="what the kill set runs: the committed tree (default) or the checkout as it is now",
     )
+    parser.add_argument(
+        "--skip-baseline",
+        action="store_true",
+        help="no baseline run (only to recheck a few mutants while writing tests; never for a score)",
+    )
+    parser.add_argument(
+        "--kill-set",
+        default="",
+        help="run these test paths instead of the kill set (comma-separated; rechecks)",
+    )
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
     parser.add_argument("--json", type=Path, help="write the raw results here")
     parser.add_argument(
@@ -950,8 +961,9 @@ def main(argv: list[str] | None = None) -> int:
         kill_order = kill_set(files[0], runner.repo)
         # The baseline: every mutated module as the mutants are written, unmutated. It must pass.
         baseline_sources = {f: roundtrip(runner.sources[f]) for f in files}
-        times = []
-        for attempt in ("warm-up", "baseline"):
+        attempts = ("warm-up", "baseline") if not args.skip_baseline else ()
+        times = [0.0, 0.0] if args.skip_baseline else []
+        for attempt in attempts:
             rc, seconds, out = runner.run("baseline", files[0], baseline_sources)
             print(f"{attempt}: rc={rc} in {seconds:.1f} s", flush=True)
             if rc != 0:

@@ -813,3 +813,60 @@ def test_random_graphs_round_trip_isomorphically(root):
     assert list(state2) == list(state) == sorted(state)
     assert [v.value for v in state2.values()] == [v.value for v in state.values()]
     root.update_state(state2)
+
+
+# -- found by benchmarks/mutation.py (mutants of core/ that every other test let through) -----------------
+
+
+class AllEqual(Module):
+    """Every instance equals every other: identity, not ==, must still tell modules apart."""
+
+    def __eq__(self, other):
+        return isinstance(other, AllEqual)
+
+    def __hash__(self):
+        return 0
+
+
+class Unhashable(Module):
+    """A module type that cannot be hashed at all (``__eq__`` kept, ``__hash__`` removed)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class EqVar(Variable):
+    """A Variable kind whose instances all compare equal (and hash alike)."""
+
+    def __eq__(self, other):
+        return isinstance(other, EqVar)
+
+    def __hash__(self):
+        return 0
+
+
+@pytest.mark.parametrize("cls", [AllEqual, Unhashable])
+def test_modules_that_define_eq_or_hash_are_still_told_apart_by_identity(cls):
+    first, second = node(cls, w=p(1.0)), node(cls, w=p(2.0))
+    root = node(cls, a=first, b=second, c=first)
+    root.me = root
+    state, moduledef = root.partition()
+    assert list(state) == [("a", "w"), ("b", "w")]
+    merged = moduledef.merge(state)
+    assert type(merged) is cls and merged.me is merged
+    assert merged.c is merged.a and merged.a is not merged.b
+    assert float(merged.b.w.value) == 2.0
+    assert merged.partition()[1] == moduledef
+    root.update_state(State({("b", "w"): p(5.0)}))
+    assert float(second.w.value) == 5.0 and float(first.w.value) == 1.0
+
+
+def test_variables_that_define_eq_are_still_told_apart_by_identity():
+    first, second = EqVar("params", np.float32(1.0)), EqVar("params", np.float32(2.0))
+    root = node(a=first, b=second, c=first)
+    state, moduledef = root.partition()
+    assert list(state) == [("a",), ("b",)]
+    assert all(type(var) is EqVar for var in state.values())
+    merged = moduledef.merge(state)
+    assert merged.c is merged.a and merged.a is not merged.b and float(merged.b.value) == 2.0
+    root.update_state(State({("b",): EqVar("params", np.float32(3.0))}))
+    assert float(second.value) == 3.0 and float(first.value) == 1.0
