@@ -581,7 +581,9 @@ class Runner:
             "no:cacheprovider",
             "-rfE",
         ]
-        args += ["--nnx-timeout", str(self.nnx_timeout)]
+        # A hang is the commonest way a mutant dies slowly: pytest-timeout fails a test of ours after
+        # --test-timeout seconds, --nnx-timeout a spec property; the per-mutant timeout is the backstop.
+        args += ["--nnx-timeout", str(self.nnx_timeout), "--timeout", str(self.nnx_timeout)]
         if self.max_examples is not None:
             args += ["--nnx-max-examples", str(self.max_examples)]
         return args
@@ -758,7 +760,7 @@ def render(result: dict[str, Any], verdicts: dict[str, dict[str, str]]) -> str:
     add(f"| kill set | {meta['kill_set']} |")
     add(
         f"| settings | `CI=true` (Hypothesis' derandomized `ci` profile), `-x`, `--nnx-max-examples "
-        f"{meta['max_examples'] or 'default'}`, `--nnx-timeout {meta['nnx_timeout']}`, per-mutant timeout "
+        f"{meta['max_examples'] or 'default'}`, `--nnx-timeout {meta['nnx_timeout']}` and `--timeout {meta['nnx_timeout']}` (pytest-timeout, our tests), per-mutant timeout "
         f"{meta['timeout']:.0f} s, `--jobs {meta['jobs']}`, persistent JAX compilation cache per invocation |"
     )
     add(

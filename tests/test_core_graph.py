@@ -870,3 +870,15 @@ def test_variables_that_define_eq_are_still_told_apart_by_identity():
     assert merged.c is merged.a and merged.a is not merged.b and float(merged.b.value) == 2.0
     root.update_state(State({("b",): EqVar("params", np.float32(3.0))}))
     assert float(second.value) == 3.0 and float(first.value) == 1.0
+
+
+def test_unhashable_static_path_is_found_after_the_walk_backtracks():
+    # The bad module comes after finished subtrees, a shared module and a back edge: recovering its path
+    # from the def's tables has to backtrack out of each.
+    shared = node(w=p())
+    root = node(a=node(x=node(y=node(s=shared)), up=None), b=node(s=shared, c=node(bad=[1])))
+    root.a.up = root
+    with pytest.raises(UnhashableStaticError) as info:
+        root.partition()
+    assert info.value.path == ("b", "c", "bad")
+    assert "'b/c/bad'" in str(info.value)
