@@ -63,7 +63,12 @@ def update(module, state):
 
 
 def Rngs(seed):
-    return Context(jax.random.key(seed))
+    """Like ``nnx.Rngs``: an integer seed, or a key (typed, or raw uint32 words on the last axis)."""
+    dtype = getattr(seed, "dtype", None)
+    is_key = dtype is not None and (
+        jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) or (dtype == jax.numpy.uint32 and seed.ndim >= 1)
+    )
+    return Context(seed if is_key else jax.random.key(seed))
 '''
 
 BUDGET = ("--nnx-max-examples", "5")
