@@ -37,12 +37,21 @@ from typing import Any, NoReturn, cast
 import numpy as np
 
 from nnx_conformance.spec._proxy import Forwarding
-from nnx_conformance.spec.adapter import Adapter, Capabilities, LayersAdapter, ScanMLPLayers
+from nnx_conformance.spec.adapter import (
+    Adapter,
+    Capabilities,
+    LayersAdapter,
+    RngSplit,
+    RngStreams,
+    ScanMLPLayers,
+)
 from nnx_conformance.spec.isolation import adapter_spec
 
 __all__ = [
     "ADAPTER_METHODS",
     "LAYERS_METHODS",
+    "RNG_SPLIT_METHODS",
+    "RNG_STREAMS_METHODS",
     "SCAN_MLP_METHODS",
     "AdapterError",
     "CheckedAdapter",
@@ -70,6 +79,16 @@ LAYERS_METHODS: tuple[str, ...] = _protocol_methods(LayersAdapter)
 SCAN_MLP_METHODS: tuple[str, ...] = _protocol_methods(ScanMLPLayers)
 """The optional ``layers`` methods that :attr:`~nnx_conformance.spec.adapter.Capabilities.scan_mlp` claims
 (``scan_mlp``): required only of an adapter that claims it."""
+
+RNG_STREAMS_METHODS: tuple[str, ...] = _protocol_methods(RngStreams)
+"""The optional adapter methods :attr:`~nnx_conformance.spec.adapter.Capabilities.rng_streams` claims
+(``make_rng_stream``, ``from_stream``)."""
+RNG_SPLIT_METHODS: tuple[str, ...] = _protocol_methods(RngSplit)
+"""The optional adapter method :attr:`~nnx_conformance.spec.adapter.Capabilities.rng_split` claims (``split``)."""
+_OPTIONAL_RNG = (
+    ("rng_streams", RNG_STREAMS_METHODS, "RngStreams", "rng.streams and rng.from-stream are"),
+    ("rng_split", RNG_SPLIT_METHODS, "RngSplit", "rng.split is"),
+)
 
 _PROTOCOL = "nnx_conformance.spec.adapter.Adapter"
 _UINT32 = np.dtype(np.uint32)
@@ -225,6 +244,32 @@ def _scan_mlp_problems(caps: Capabilities, layers: Any) -> list[str]:
     return found
 
 
+def _optional_rng_problems(caps: Capabilities, adapter: Any) -> list[str]:
+    """A claimed ``rng_streams`` / ``rng_split`` needs ``rng`` and the adapter's optional methods (off by
+    default, like ``scan_mlp``): without them each property of the clause would crash on a missing method
+    instead of saying what the adapter lacks."""
+    found = []
+    for capability, methods, protocol, clauses in _OPTIONAL_RNG:
+        if getattr(caps, capability) is not True:
+            continue
+        if caps.rng is False:
+            found.append(
+                f"capabilities.{capability} is true but capabilities.rng is false: set {capability}=False, "
+                "or claim rng"
+            )
+        for m in methods:
+            value = _get(adapter, m)
+            if value is _ABSENT:
+                found.append(
+                    f"capabilities.{capability} is true but the adapter has no {m}: define def {m}(self, ...) "
+                    f"(nnx_conformance.spec.adapter.{protocol}), or leave {capability}=False (the default) so "
+                    f"that {clauses} skipped"
+                )
+            elif not callable(value):
+                found.append(f"{m} is {_typed(value)}, not a method: define def {m}(self, ...)")
+    return found
+
+
 def problems(adapter: object) -> list[str]:
     """Everything statically wrong with ``adapter``, one message per problem (empty: nothing found).
 
@@ -232,7 +277,8 @@ def problems(adapter: object) -> list[str]:
     ``name`` is a non-empty ``str``; ``capabilities`` is a
     :class:`~nnx_conformance.spec.adapter.Capabilities` instance whose fields have their declared types;
     ``layers is None`` exactly when ``capabilities.layers`` is false, and a non-``None`` ``layers`` has
-    every LayersAdapter method (and ``scan_mlp`` where ``capabilities.scan_mlp`` claims it); ``spec`` and
+    every LayersAdapter method (and ``scan_mlp`` where ``capabilities.scan_mlp`` claims it); the optional
+    ``make_rng_stream``/``from_stream``/``split`` where ``rng_streams``/``rng_split`` claim them; ``spec`` and
     ``expectations``, when set, are a ``'pkg.module:Attr'`` string and a path. A :func:`checked` proxy is judged by the adapter it wraps (the proxy itself defines every
     method, so it would hide missing ones).
     """
@@ -306,6 +352,8 @@ def problems(adapter: object) -> list[str]:
             found.extend(_layers_problems(layers))
         if isinstance(caps, Capabilities) and caps.scan_mlp is True:
             found.extend(_scan_mlp_problems(caps, layers))
+    if isinstance(caps, Capabilities):
+        found.extend(_optional_rng_problems(caps, adapter))
 
     spec = _get(adapter, "spec")
     if spec is not _ABSENT and spec is not None:

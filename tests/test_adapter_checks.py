@@ -24,6 +24,8 @@ from nnx_conformance.spec.adapters.core import CoreAdapter, CoreLayers
 from nnx_conformance.spec.checked import (
     ADAPTER_METHODS,
     LAYERS_METHODS,
+    RNG_SPLIT_METHODS,
+    RNG_STREAMS_METHODS,
     AdapterError,
     CheckedAdapter,
     checked,
@@ -133,6 +135,10 @@ def test_missing_methods_are_named_in_one_message() -> None:
     assert any(p.startswith("has no layers") and "layers = None" in p for p in found)
 
 
+OPTIONAL_RNG_METHODS = (*RNG_STREAMS_METHODS, *RNG_SPLIT_METHODS)
+"""The core claims rng_streams and rng_split: a stub copying its capabilities needs these too."""
+
+
 def test_one_missing_method_and_a_non_callable_one() -> None:
     class NoFork(CoreAdapter):
         fork = None  # type: ignore[assignment]
@@ -143,7 +149,9 @@ def test_one_missing_method_and_a_non_callable_one() -> None:
     ]
 
     no_key_data = type(
-        "NoKeyData", (), {m: getattr(CoreAdapter, m) for m in ADAPTER_METHODS if m != "key_data"}
+        "NoKeyData",
+        (),
+        {m: getattr(CoreAdapter, m) for m in (*ADAPTER_METHODS, *OPTIONAL_RNG_METHODS) if m != "key_data"},
     )
     stub = no_key_data()
     stub.name, stub.capabilities, stub.layers = "stub", CoreAdapter.capabilities, CoreAdapter.layers
@@ -270,6 +278,38 @@ def test_scan_mlp_is_optional_but_a_claim_needs_the_method() -> None:
     without_layers.layers = None  # type: ignore[assignment]
     [problem] = problems(without_layers)
     assert problem.startswith("capabilities.scan_mlp is true but capabilities.layers is false")
+
+
+def test_rng_streams_and_split_are_optional_but_a_claim_needs_the_methods() -> None:
+    assert Capabilities().rng_streams is False and Capabilities().rng_split is False
+    assert CoreAdapter.capabilities.rng_streams and CoreAdapter.capabilities.rng_split
+    assert problems(CoreAdapter()) == []
+
+    class Old(CoreAdapter):  # written before the optional methods existed: valid, the clauses are skipped
+        capabilities = Capabilities(reserved_names=CoreAdapter.capabilities.reserved_names, scan_mlp=True)
+        from_stream = None  # type: ignore[assignment]
+
+    assert problems(Old()) == []
+
+    class Claims(Old):
+        capabilities = CoreAdapter.capabilities
+
+    assert problems(Claims()) == [
+        "from_stream is None (a NoneType), not a method: define def from_stream(self, ...)"
+    ]
+    no_split = type(
+        "NoSplit", (), {m: getattr(CoreAdapter, m) for m in (*ADAPTER_METHODS, *RNG_STREAMS_METHODS)}
+    )
+    stub = no_split()
+    stub.name, stub.capabilities, stub.layers = "stub", CoreAdapter.capabilities, CoreAdapter.layers
+    assert problems(stub) == [
+        "capabilities.rng_split is true but the adapter has no split: define def split(self, ...) "
+        "(nnx_conformance.spec.adapter.RngSplit), or leave rng_split=False (the default) so that rng.split is "
+        "skipped"
+    ]
+    no_rng = CoreAdapter()
+    no_rng.capabilities = Capabilities(rng=False, rng_split=True)
+    assert problems(no_rng)[0].startswith("capabilities.rng_split is true but capabilities.rng is false")
 
 
 def test_batch_norm_without_momentum_is_named_with_the_fix() -> None:
