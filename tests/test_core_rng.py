@@ -299,3 +299,20 @@ def test_from_stream_spends_one_draw_of_the_stream_and_replays_none(stream):
     for _ in range(2):
         replay.make_rng(stream)
     assert same(rebuilt.make_rng(), jax.random.fold_in(replay.make_rng(stream), 5))  # a root from that key
+
+
+def test_split_and_from_stream_under_jit_match_eager():
+    ctx = Context(TYPED, count=2, count_path=(1,))
+
+    @jax.jit
+    def run(ctx):
+        batch = ctx.split(3)
+        rebuilt = ctx.from_stream("params")
+        return jax.vmap(lambda c: c.make_rng())(batch), rebuilt.make_rng(), ctx
+
+    rows, from_rebuilt, after = run(ctx)
+    eager = Context(TYPED, count=2, count_path=(1,))
+    eager_rows = jax.vmap(lambda c: c.make_rng())(eager.split(3))
+    assert all(same(rows[i], eager_rows[i]) for i in range(3))
+    assert same(from_rebuilt, eager.from_stream("params").make_rng())
+    assert (after.count, after.streams) == (3, {"params": 1})
