@@ -333,7 +333,7 @@ def literal(value: Any) -> Lit | None:
         if value.dtype.kind not in "biuf" or value.size > MAX_LITERAL:
             return None
         return Lit(value.copy())
-    if isinstance(value, _predicate_types()) or callable(getattr(value, "repro_source", None)):
+    if isinstance(value, _predicate_types()) or callable(getattr(type(value), "repro_source", None)):
         return Lit(value)  # a path predicate filter: the script spells it as a lambda
     if _is_concrete_jax_array(value):
         return literal(np.asarray(value))

@@ -133,3 +133,13 @@ class TestObservedFlaxRng:
         used = rngs.dropout()
         again = rngs.split({"params": 5, "dropout": None}).dropout()
         assert jnp.array_equal(jax.random.key_data(again), jax.random.key_data(used))
+
+
+def test_an_rngs_is_not_mistaken_for_a_path_predicate_in_reproductions():
+    """``nnx.Rngs.__getattr__`` answers any name with its default stream, which is callable, so an instance
+    lookup of ``repro_source`` found one on every ``Rngs`` and a failing rng.from-stream crashed its
+    reproduction ("RngStream.__call__() takes 1 positional argument"); the lookup is on the type."""
+    from nnx_conformance.spec._recording import literal
+
+    assert callable(getattr(nnx.Rngs(0), "repro_source", None))  # the trap
+    assert literal(nnx.Rngs(0)) is None
