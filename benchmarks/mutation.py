@@ -15,7 +15,8 @@ Operators (one mutation point each; ``ordinal`` counts the points of one operato
   ``is``/``is not``, ``in``/``not in``), one point per operator of a chained comparison;
 * ``negate``: the condition of an ``if``/``while``/conditional expression/comprehension ``if`` negated
   (``if x`` -> ``if not x``, and ``if not x`` -> ``if x``);
-* ``delete``: a statement replaced by ``pass`` (not imports, definitions, docstrings, ``__all__``);
+* ``delete``: a statement replaced by ``pass`` (not imports, definitions, docstrings, ``__all__``, bare
+  annotations);
 * ``int+1`` / ``int-1``: an integer constant (not a bool) plus or minus one;
 * ``return_none``: ``return X`` -> ``return None``;
 * ``boolop``: ``and`` <-> ``or``;
@@ -155,6 +156,8 @@ def _deletable(stmt: ast.stmt) -> bool:
         return False
     if _is_docstring(stmt):
         return False
+    if isinstance(stmt, ast.AnnAssign) and stmt.value is None:
+        return False  # a bare annotation (``x: int``): no runtime effect
     if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and stmt.value.value is Ellipsis:
         return False
     targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
@@ -491,10 +494,14 @@ SPEC_ORDER = {
 
 
 def kill_set(file: str, root: Path = ROOT) -> list[str]:
-    """Test files in the order one mutant runs them: our tests of ``file`` first, then the spec."""
-    own = f"test_core_{file.removesuffix('.py')}.py"
-    tests = [own] if own in CORE_TESTS else []
-    tests += [t for t in CORE_TESTS if t != own]
+    """Test files in the order one mutant runs them: our tests of ``file`` first (``test_core_<module>*``),
+    our other ``tests/test_core_*.py`` (cheapest and most telling first), then the spec."""
+    stem = file.removesuffix(".py")
+    found = sorted(p.name for p in (root / "tests").glob("test_core_*.py"))
+    rank = {name: i for i, name in enumerate(CORE_TESTS)}
+    own = [t for t in found if t == f"test_core_{stem}.py" or t.startswith(f"test_core_{stem}_")]
+    rest = sorted((t for t in found if t not in own), key=lambda t: (rank.get(t, len(rank)), t))
+    tests = own + rest
     spec_all = sorted(p.stem for p in (root / "spec").glob("test_*.py"))
     first = [s for s in SPEC_ORDER.get(file, ()) if s in spec_all]
     spec = first + [s for s in spec_all if s not in first]

@@ -42,6 +42,7 @@ def f(x: int, ys: list[int]) -> int | None:
 
 class C:
     size = 3
+    name: str
 
     def g(self) -> bool:
         return self.size == 3 or os.sep == "/"
@@ -111,7 +112,7 @@ def test_docstrings_annotations_fstrings_imports_and_all_are_not_mutated():
     by_line: dict[int, list[str]] = {}
     for p in _points():
         by_line.setdefault(p.line, []).append(p.op)
-    for quiet in ('"""Module docstring', "import os", "__all__", "def f(", '"""Docstring."""'):
+    for quiet in ('"""Module docstring', "import os", "__all__", "def f(", '"""Docstring."""', "name: str"):
         assert line_of(quiet) not in by_line, quiet
     assert by_line[line_of("label = ")] == ["delete"]  # the statement, never the f-string's insides
 

@@ -882,3 +882,33 @@ def test_unhashable_static_path_is_found_after_the_walk_backtracks():
         root.partition()
     assert info.value.path == ("b", "c", "bad")
     assert "'b/c/bad'" in str(info.value)
+
+
+def test_a_def_equals_itself_with_a_true_bool():
+    _, moduledef = model().partition()
+    assert (moduledef == moduledef) is True and (moduledef != moduledef) is False
+    assert moduledef.__eq__(moduledef) is True and moduledef.__eq__(object()) is NotImplemented
+
+
+def test_merge_mismatch_message_lists_at_most_three_paths_of_each_kind():
+    root = node(**{f"v{i}": p() for i in range(5)})
+    _, moduledef = root.partition()
+    extra = {(f"x{i}",): p() for i in range(5)}
+    with pytest.raises(StateMismatchError) as info:
+        moduledef.merge(State(extra))
+    message = str(info.value)
+    assert [f"'v{i}'" in message for i in range(5)] == [True] * 3 + [False] * 2
+    assert [f"'x{i}'" in message for i in range(5)] == [True] * 3 + [False] * 2
+    assert info.value.path == ("v0",)
+
+
+def test_repr_shortens_long_statics_to_24_characters_and_counts_the_nodes_not_shown():
+    _, moduledef = node(s="x" * 40, t="y" * 22).partition()
+    line = repr(moduledef).splitlines()[1]
+    shown = line[line.index("s=") + 2 : line.index(", t=")]
+    assert len(shown) == 24 and shown.startswith("'xxx") and "..." in shown
+    assert "t='" + "y" * 22 + "'" in line  # 24 characters with the quotes: shown whole
+    wide = node(**{f"c{i:03d}": node(w=p()) for i in range(30)})
+    lines = repr(wide.partition()[1]).splitlines()
+    assert lines[-2] == "  ... 19 more nodes" and lines[-1] == ")"
+    assert sum(line.startswith("  #") for line in lines) == 12
