@@ -27,6 +27,7 @@ BUILTINS = {
     "core": "nnx_conformance.spec.adapters.core:CoreAdapter",
     "seed": "nnx_conformance.spec.adapters.seed:SeedAdapter",
     "flax": "nnx_conformance.spec.adapters.flax:FlaxAdapter",
+    "flax-tree": "nnx_conformance.spec.adapters.flax_tree:FlaxTreeAdapter",
 }
 
 _EXPECTATIONS_DIR = Path(__file__).with_name("expectations")

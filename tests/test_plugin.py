@@ -158,7 +158,7 @@ def test_clause_selection_deselects_other_clauses(suite: pytest.Pytester) -> Non
 def test_unknown_implementation_is_a_usage_error(suite: pytest.Pytester) -> None:
     result = _run(suite, "--nnx-impl", "no-such-impl")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*unknown implementation 'no-such-impl'*known: core, flax, seed*"])
+    result.stderr.fnmatch_lines(["*unknown implementation 'no-such-impl'*known: core, flax, flax-tree, seed*"])
 
 
 def test_unimportable_adapter_is_a_usage_error_naming_the_attribute(suite: pytest.Pytester) -> None:

@@ -79,7 +79,7 @@ TOY_IMPL = ("--nnx-impl", "toy_adapter:Toy")
 # (arguments, text the one error line must hold)
 CASES = {
     "unknown-clause": ((*TOY_IMPL, "--nnx-clause", "graph.roundtrp"), "*--nnx-clause 'graph.roundtrp' names no clause*"),
-    "unknown-impl": (("--nnx-impl", "no-such-impl"), "*unknown implementation 'no-such-impl'*known: core, flax, seed*"),
+    "unknown-impl": (("--nnx-impl", "no-such-impl"), "*unknown implementation 'no-such-impl'*known: core, flax, flax-tree, seed*"),
     "missing-module": (("--nnx-impl", "no_such_pkg.adapter:Adapter"), "*cannot import 'no_such_pkg.adapter'*No module named*"),
     "module-raises": (("--nnx-impl", "raising_module:Adapter"), "*importing 'raising_module'*raised RuntimeError: mylib is not configured*"),
     "init-raises": (("--nnx-impl", "toy_adapter:RaisesInInit"), "*RaisesInInit()*raised RuntimeError: the adapter needs MYLIB_HOME*"),

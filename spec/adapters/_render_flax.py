@@ -1,4 +1,5 @@
-"""Reproductions in plain ``flax.nnx`` (graph mode), as :class:`~.flax.FlaxAdapter` drives it.
+"""Reproductions in plain ``flax.nnx`` (graph mode), as :class:`~.flax.FlaxAdapter` drives it, or in tree
+mode (:class:`FlaxTreeRenderer`, for :class:`~.flax_tree.FlaxTreeAdapter`).
 
 Each protocol operation is written as the flax call the adapter makes: ``nnx.split(m, graph=True)``,
 ``nnx.merge``, ``nnx.update``, ``nnx.from_flat_state``, ``nnx.filter_state(s, nnx.Any(...))``,
@@ -11,11 +12,12 @@ after it. The script imports nothing of the conformance suite.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from nnx_conformance.spec._render import LibraryRenderer, identifier
 from nnx_conformance.spec.repro import Call, Lit, Unsupported
 
-__all__ = ["FlaxRenderer"]
+__all__ = ["FlaxRenderer", "FlaxTreeRenderer"]
 
 _BUILTIN = {"params": "nnx.Param", "batch_stats": "nnx.BatchStat"}
 
@@ -23,11 +25,14 @@ _BUILTIN = {"params": "nnx.Param", "batch_stats": "nnx.BatchStat"}
 class FlaxRenderer(LibraryRenderer):
     target = "flax.nnx"
     module_base = "nnx.Module"
+    graph_mode: ClassVar[bool] = True
+    """The mode ``nnx.split`` is pinned to, as the adapter pins it (:class:`FlaxTreeRenderer`: tree mode)."""
 
     def describe_target(self) -> str:
         import flax
 
-        return f"in plain flax.nnx, graph mode (flax {flax.__version__}); it needs only flax, jax and numpy"
+        mode = "graph mode" if self.graph_mode else "tree mode (graph=False)"
+        return f"in plain flax.nnx, {mode} (flax {flax.__version__}); it needs only flax, jax and numpy"
 
     def library_imports(self, body: str) -> list[str]:
         return ["from flax import nnx"]
@@ -48,7 +53,7 @@ class FlaxRenderer(LibraryRenderer):
 
     # -- operations --------------------------------------------------------------------------------------
     def op_partition(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str | list[str]:
-        split = f"nnx.split({args[0]}, graph=True)"
+        split = f"nnx.split({args[0]}, graph={self.graph_mode})"
         if len(step.outputs) == 2:
             state, graphdef = step.outputs
             return [f"{graphdef}, {state} = {split}"]
@@ -86,7 +91,22 @@ class FlaxRenderer(LibraryRenderer):
         return f"nnx.merge_state({', '.join(args)})" if args else "nnx.State({})"
 
     def op_new_context(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
-        return f"nnx.Rngs(jax.random.key({args[0]}))"
+        """An integer seed becomes ``jax.random.key(seed)``; a key (typed, or raw uint32 data, which flax
+        0.12's ``RngStream`` wraps itself) is given to ``nnx.Rngs`` as is, as ``FlaxRngStreams`` does."""
+        seed = step.args[0]
+        if isinstance(seed, Lit) and isinstance(seed.value, int) and not isinstance(seed.value, bool):
+            return f"nnx.Rngs(jax.random.key({args[0]}))"
+        # jnp.asarray: raw key data in a script is a numpy array, and RngStream wraps only jax uint32 arrays.
+        return f"nnx.Rngs(jnp.asarray({args[0]}))"
+
+    def op_make_rng_stream(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
+        return f"{args[0]}[{args[1]}]()"
+
+    def op_from_stream(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
+        return f"nnx.Rngs({args[0]}[{args[1]}])"
+
+    def op_split(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
+        return f"{args[0]}.split({args[1]})"
 
     def op_make_rng(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
         return f"{args[0]}()"
@@ -98,7 +118,11 @@ class FlaxRenderer(LibraryRenderer):
         din, dout = self.arg(args, kwargs, 0, "din"), self.arg(args, kwargs, 1, "dout")
         ctx = self.arg(args, kwargs, 2, "ctx")
         sharding = self.arg(args, kwargs, 3, "sharding", "None")
-        extra = "" if sharding == "None" else f", kernel_metadata={{'out_sharding': {sharding}, 'eager_sharding': False}}"
+        extra = (
+            ""
+            if sharding == "None"
+            else f", kernel_metadata={{'out_sharding': {sharding}, 'eager_sharding': False}}"
+        )
         return f"nnx.Linear({din}, {dout}, rngs={ctx}{extra})"
 
     def op_layer_batch_norm(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
@@ -110,7 +134,9 @@ class FlaxRenderer(LibraryRenderer):
         return f"nnx.Dropout({rate})  # built without rngs: they come with each call"
 
     def op_layer_block(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
-        raise Unsupported("the seed's Block has no plain flax.nnx counterpart (the adapter defines FlaxBlock)")
+        raise Unsupported(
+            "the seed's Block has no plain flax.nnx counterpart (the adapter defines FlaxBlock)"
+        )
 
     def op_layer_call(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
         layer, x = args[0], self.arg(args, kwargs, 1, "x")
@@ -176,3 +202,10 @@ class FlaxRenderer(LibraryRenderer):
 
     def obs_is_variable(self, x: str) -> str:
         return f"isinstance({x}, nnx.Variable)"
+
+
+class FlaxTreeRenderer(FlaxRenderer):
+    """Reproductions for :class:`~.flax_tree.FlaxTreeAdapter`: ``nnx.split(m, graph=False)``; the other
+    operations are spelled alike in both modes (``nnx.merge`` follows the definition's kind)."""
+
+    graph_mode: ClassVar[bool] = False

@@ -28,6 +28,8 @@ How the protocol maps onto flax:
   state *per filter*, not their union).
 * RNG: ``nnx.Rngs(seed)`` (the ``default`` stream); a draw is ``rngs()``; ``fork`` is ``Rngs.fork()`` (no
   ``split=``, deprecated), which draws one key from each parent stream and seeds a new stream with it.
+  Contexts from keys, named streams (``rng_streams``) and ``split`` (``rng_split``) are
+  :class:`~._flax_rng.FlaxRngStreams`'s.
 
 Depth: flax's graph flatten/unflatten are recursive (1 frame per nesting level to split, 2 to merge).
 See ``_MAX_DEPTH``.
@@ -37,13 +39,14 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from nnx_conformance.spec.adapter import Capabilities, Filter, Path, Sharding
+from nnx_conformance.spec.adapters._flax_rng import FlaxRngStreams
 
 __all__ = ["FlaxAdapter", "FlaxBlock", "FlaxLayers", "FlaxScanMLP"]
 
@@ -81,6 +84,18 @@ def _variable_type(collection: str) -> type[nnx.Variable[Any]]:
         _VARIABLE_TYPES[collection] = cls
         _COLLECTIONS[cls] = collection
     return cls
+
+
+def _transform_mode(graph: bool) -> dict[str, Any]:
+    """Keyword arguments pinning a lifted transform (``nnx.jit``/``vmap``/``scan``) to a mode: graph mode
+    with graph updates (Variable writes, ``Rngs`` counters and structure changes propagate out), or tree
+    mode, where only Variable updates propagate and ``graph_updates`` has no meaning."""
+    return {"graph": True, "graph_updates": True} if graph else {"graph": False, "graph_updates": False}
+
+
+def _split_rngs_mode(graph: bool) -> dict[str, Any]:
+    """``nnx.split_rngs``'s mode keywords, as :func:`_transform_mode`."""
+    return _transform_mode(graph)
 
 
 def _on_protocol_paths(predicate: Callable[[Path, Any], bool]) -> Callable[[tuple[Any, ...], Any], bool]:
@@ -123,14 +138,20 @@ class FlaxBlock(nnx.Module):
 class FlaxScanMLP(nnx.Module):
     """The seed's ScanMLP in flax idiom: ``nnx.vmap`` init over split keys, ``nnx.scan`` over the stack.
 
-    ``n_layers - 1`` blocks, as in the seed, so stacked shapes can be compared one to one.
+    ``n_layers - 1`` blocks, as in the seed, so stacked shapes can be compared one to one. The transforms
+    run in graph mode (``graph=True, graph_updates=True``); :class:`~.flax_tree.FlaxTreeScanMLP` sets the
+    class attribute ``graph_mode`` to ``False`` for tree mode. A class attribute, not an instance one: an
+    instance attribute would be a static of the module's definition.
     """
+
+    graph_mode: ClassVar[bool] = True
 
     def __init__(self, hidden_size: int, n_layers: int, *, rngs: nnx.Rngs) -> None:
         self.n_layers = n_layers
+        graph = type(self).graph_mode
 
-        @nnx.split_rngs(splits=n_layers - 1)
-        @nnx.vmap(in_axes=0, out_axes=0, graph=True, graph_updates=True)
+        @nnx.split_rngs(splits=n_layers - 1, **_split_rngs_mode(graph))
+        @nnx.vmap(in_axes=0, out_axes=0, **_transform_mode(graph))
         def make(rngs: nnx.Rngs) -> FlaxBlock:
             return FlaxBlock(hidden_size, hidden_size, rngs=rngs)
 
@@ -138,8 +159,10 @@ class FlaxScanMLP(nnx.Module):
         self.linear = nnx.Linear(hidden_size, hidden_size, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool, rngs: nnx.Rngs) -> jax.Array:
-        @nnx.split_rngs(splits=self.n_layers - 1)
-        @nnx.scan(in_axes=(nnx.Carry, 0, 0), out_axes=nnx.Carry, graph=True, graph_updates=True)
+        graph = type(self).graph_mode
+
+        @nnx.split_rngs(splits=self.n_layers - 1, **_split_rngs_mode(graph))
+        @nnx.scan(in_axes=(nnx.Carry, 0, 0), out_axes=nnx.Carry, **_transform_mode(graph))
         def step(x: jax.Array, block: FlaxBlock, rngs: nnx.Rngs) -> jax.Array:
             return block(x, train=train, rngs=rngs)
 
@@ -174,9 +197,11 @@ class FlaxLayers:
     def block(self, din: int, dout: int, ctx: nnx.Rngs) -> FlaxBlock:
         return FlaxBlock(din, dout, rngs=ctx)
 
+    scan_mlp_type: ClassVar[type[FlaxScanMLP]] = FlaxScanMLP
+
     def scan_mlp(self, hidden: int, n_layers: int, ctx: nnx.Rngs) -> FlaxScanMLP:
         """The optional protocol method (``Capabilities.scan_mlp``): ``nnx.vmap`` init, ``nnx.scan`` call."""
-        return FlaxScanMLP(hidden, n_layers, rngs=ctx)
+        return self.scan_mlp_type(hidden, n_layers, rngs=ctx)
 
     def call(self, module: Any, x: Any, *, train: bool, ctx: nnx.Rngs) -> Any:
         if isinstance(module, nnx.Linear):
@@ -190,8 +215,10 @@ class FlaxLayers:
         raise TypeError(f"not a layer of this adapter: {type(module).__name__}")
 
 
-class FlaxAdapter:
-    """The protocol over ``flax.nnx`` in graph mode; the module docstring gives the mapping."""
+class FlaxAdapter(FlaxRngStreams):
+    """The protocol over ``flax.nnx`` in graph mode; the module docstring gives the mapping. Contexts from
+    keys, named streams and split come from :class:`~._flax_rng.FlaxRngStreams` (first base, so its
+    ``new_context`` is the one used)."""
 
     name = "flax"
     capabilities = Capabilities(
@@ -205,6 +232,8 @@ class FlaxAdapter:
         layers=True,
         sharding=True,
         scan_mlp=True,
+        rng_streams=True,  # FlaxRngStreams: ctx[name](), nnx.Rngs(ctx[name])
+        rng_split=True,  # FlaxRngStreams: ctx.split(n)
         reserved_names=_RESERVED,
     )
 
@@ -256,7 +285,7 @@ class FlaxAdapter:
 
     # -- the functional API ----------------------------------------------------------------------------
     def partition(self, module: Any) -> tuple[nnx.State, nnx.GraphDef[Any]]:
-        graphdef, state = nnx.split(module, graph=True)
+        graphdef, state = nnx.split(module, graph=self.graph_mode)
         return state, graphdef
 
     def merge(self, graphdef: Any, state: Any) -> Any:
@@ -285,12 +314,7 @@ class FlaxAdapter:
             return nnx.State({})
         return nnx.merge_state(*states)
 
-    # -- randomness ------------------------------------------------------------------------------------
-    def new_context(self, seed: int) -> nnx.Rngs:
-        """``nnx.Rngs(jax.random.key(seed))``: what ``nnx.Rngs(seed)`` does for an ``int``, and it also takes
-        a traced seed (``nnx.Rngs`` rejects tracers that are not already keys)."""
-        return nnx.Rngs(jax.random.key(seed))
-
+    # -- randomness (new_context, make_rng_stream, from_stream, split: FlaxRngStreams) ---------------------
     def make_rng(self, ctx: Any) -> jax.Array:
         return ctx()
 
@@ -303,15 +327,14 @@ class FlaxAdapter:
             return jax.random.key_data(key)
         return key.astype(jnp.uint32)
 
+    graph_mode: ClassVar[bool] = True
+    """The mode every ``nnx`` call of this adapter is pinned to (:class:`~.flax_tree.FlaxTreeAdapter`: ``False``)."""
+
     def jit(self, fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
-        kwargs.setdefault("graph", True)
-        kwargs.setdefault("graph_updates", True)
-        return nnx.jit(fn, **kwargs)
+        return nnx.jit(fn, **{**_transform_mode(self.graph_mode), **kwargs})
 
     def vmap(self, fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
-        kwargs.setdefault("graph", True)
-        kwargs.setdefault("graph_updates", True)
-        return nnx.vmap(fn, **kwargs)
+        return nnx.vmap(fn, **{**_transform_mode(self.graph_mode), **kwargs})
 
     # -- reproductions (optional protocol method, see spec/adapter.py: Renders) --------------------------
     def render(self, scenario: Any) -> str | None:

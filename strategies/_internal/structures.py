@@ -65,7 +65,9 @@ def with_structure(
             name = free[index(draw, len(free))]
         else:
             name = next(
-                f"s{k}" for k in range(len(used) + 1) if f"s{k}" not in used and allowed(f"s{k}", capabilities)
+                f"s{k}"
+                for k in range(len(used) + 1)
+                if f"s{k}" not in used and allowed(f"s{k}", capabilities)
             )
         nodes[src].append((name, ref))
 
