@@ -967,7 +967,7 @@ def main(argv: list[str] | None = None) -> int:
             chosen = [p for p in points if p.id in wanted]
             if len(chosen) != len(wanted):
                 raise SystemExit(f"unknown mutant ids: {sorted(wanted - {p.id for p in chosen})}")
-        kill_order = kill_set(files[0], runner.repo)
+        kill_order = runner.only_tests or kill_set(files[0], runner.repo)
         # The baseline: every mutated module as the mutants are written, unmutated. It must pass.
         baseline_sources = {f: roundtrip(runner.sources[f]) for f in files}
         attempts = ("warm-up", "baseline") if not args.skip_baseline else ()
