@@ -708,7 +708,9 @@ def _pct(a: int, b: int) -> str:
     return f"{100 * a / b:.1f}%" if b else "n/a"
 
 
-def render(result: dict[str, Any], verdicts: dict[str, dict[str, str]]) -> str:
+def render(
+    result: dict[str, Any], verdicts: dict[str, dict[str, str]], other: dict[str, Any] | None = None
+) -> str:
     outcomes = [Outcome(**o) for o in result["outcomes"]]
     meta = result["meta"]
     files = meta["files"]
@@ -820,6 +822,36 @@ def render(result: dict[str, Any], verdicts: dict[str, dict[str, str]]) -> str:
         "what the spec alone kills)."
     )
     add("")
+    if other is not None:
+        theirs = {o["id"]: o["status"] for o in other["outcomes"]}
+        add("## The spec alone")
+        add("")
+        add(
+            f"The same sample against a kill set of the spec only ({other['meta']['kill_set']}; "
+            f"{other['meta']['wall_s'] / 60:.1f} min, `{other['meta']['command']}`), the question the outside "
+            "run of issue 13 asked. Equivalents as above; a mutant missing from that run is not counted."
+        )
+        add("")
+        add("| file | sampled | killed by the spec alone | survived | score |")
+        add("|---|---:|---:|---:|---:|")
+        for name in [*files, None]:
+            sub = [o for o in outcomes if (name is None or o.file == name) and o.id in theirs]
+            judged = [o for o in sub if o.id not in equivalent]
+            dead_alone = sum(theirs[o.id] != "survived" for o in judged)
+            label = f"`{name}`" if name else "**all**"
+            add(
+                f"| {label} | {len(sub)} | {dead_alone} | {len(judged) - dead_alone} | {_pct(dead_alone, len(judged))} |"
+            )
+        add("")
+        only_ours = [
+            o.id for o in outcomes if o.id in theirs and o.id not in equivalent and theirs[o.id] == "survived"
+        ]
+        add(
+            f"Killed only by our own tests ({len(only_ours)}): "
+            + ", ".join(f"`{i}`" for i in only_ours)
+            + "."
+        )
+        add("")
     add("## Survivors")
     add("")
     survivors = [o for o in outcomes if o.status == "survived"]
@@ -918,6 +950,11 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="run these test paths instead of the kill set (comma-separated; rechecks)",
     )
+    parser.add_argument(
+        "--spec-alone",
+        type=Path,
+        help="with --render: a saved run of the same sample whose --kill-set was the spec only, for comparison",
+    )
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
     parser.add_argument("--json", type=Path, help="write the raw results here")
     parser.add_argument(
@@ -929,7 +966,8 @@ def main(argv: list[str] | None = None) -> int:
     files = tuple(f.strip() for f in args.files.split(",") if f.strip())
 
     if args.render:
-        report = render(json.loads(args.render.read_text(encoding="utf-8")), load_verdicts())
+        other = json.loads(args.spec_alone.read_text(encoding="utf-8")) if args.spec_alone else None
+        report = render(json.loads(args.render.read_text(encoding="utf-8")), load_verdicts(), other)
         if args.out:
             args.out.write_text(report, encoding="utf-8")
         else:
