@@ -996,7 +996,13 @@ def main(argv: list[str] | None = None) -> int:
     commit = _git("rev-parse", "--short", "HEAD")
     with tempfile.TemporaryDirectory(prefix="nnx-mutation-") as tmp:
         runner = Runner(
-            files, args.timeout or 600.0, args.max_examples, args.nnx_timeout, Path(tmp), args.tree
+            files,
+            args.timeout or 600.0,
+            args.max_examples,
+            args.nnx_timeout,
+            Path(tmp),
+            args.tree,
+            [t for t in args.kill_set.split(",") if t],
         )
         points = all_points(files, runner.repo / "core")  # the snapshot's core, which the mutants copy
         chosen = sample(points, args.sample, args.seed) if args.sample else points
