@@ -1051,8 +1051,11 @@ def main(argv: list[str] | None = None) -> int:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
             "kill_set": "`"
             + " ".join(kill_order)
-            + "` (this order for "
-            + f"`{files[0]}`; the mutated module's own test file and spec areas go first)",
+            + (
+                "` (the same order for every file)"
+                if runner.only_tests
+                else f"` (this order for `{files[0]}`; the mutated module's own test file and spec areas go first)"
+            ),
             "files": list(files),
             "points": {f: sum(p.file == f for p in points) for f in files},
             "points_by_op": dict(Counter(p.op for p in points)),
