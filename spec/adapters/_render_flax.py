@@ -15,11 +15,18 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from nnx_conformance.spec._render import LibraryRenderer, identifier
+from nnx_conformance.spec.adapters.flax import FEATURES, sharding_metadata
 from nnx_conformance.spec.repro import Call, Lit, Unsupported
 
 __all__ = ["FlaxRenderer", "FlaxTreeRenderer"]
 
 _BUILTIN = {"params": "nnx.Param", "batch_stats": "nnx.BatchStat"}
+_EAGER = ", 'eager_sharding': False" if FEATURES.eager_sharding_keyword else ""
+
+
+def _metadata(sharding: tuple[str | None, ...]) -> dict[str, object]:
+    """The keyword arguments annotating a Variable with ``sharding`` in the installed flax."""
+    return sharding_metadata(sharding)
 
 
 class FlaxRenderer(LibraryRenderer):
@@ -48,12 +55,13 @@ class FlaxRenderer(LibraryRenderer):
         return _BUILTIN.get(collection, collection)
 
     def new_variable(self, collection: str, value: str, sharding: tuple[str | None, ...] | None) -> str:
-        extra = "" if sharding is None else f", out_sharding={sharding!r}, eager_sharding=False"
+        extra = "" if sharding is None else "".join(f", {k}={v!r}" for k, v in _metadata(sharding).items())
         return f"{self.variable_type(collection)}({value}{extra})"
 
     # -- operations --------------------------------------------------------------------------------------
     def op_partition(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str | list[str]:
-        split = f"nnx.split({args[0]}, graph={self.graph_mode})"
+        mode = f", graph={self.graph_mode}" if FEATURES.graph_keyword else ""  # before 0.12: graph mode only
+        split = f"nnx.split({args[0]}{mode})"
         if len(step.outputs) == 2:
             state, graphdef = step.outputs
             return [f"{graphdef}, {state} = {split}"]
@@ -121,7 +129,7 @@ class FlaxRenderer(LibraryRenderer):
         extra = (
             ""
             if sharding == "None"
-            else f", kernel_metadata={{'out_sharding': {sharding}, 'eager_sharding': False}}"
+            else f", kernel_metadata={{{FEATURES.sharding_key!r}: {sharding}{_EAGER}}}"
         )
         return f"nnx.Linear({din}, {dout}, rngs={ctx}{extra})"
 
@@ -157,7 +165,7 @@ class FlaxRenderer(LibraryRenderer):
         return f"dict(nnx.to_flat_state({state}))[{tuple(path)!r}]"
 
     def obs_value(self, x: str) -> str:
-        return f"np.asarray({x}.get_value())"
+        return f"np.asarray({x}.get_value())" if FEATURES.get_value else f"np.asarray({x}.value)"
 
     def obs_collection(self, x: str) -> str:
         fn = self.helper(
@@ -173,8 +181,8 @@ class FlaxRenderer(LibraryRenderer):
         fn = self.helper(
             "sharding_of",
             "def sharding_of(variable):\n"
-            '    """A flax Variable\'s sharding annotation (its out_sharding metadata), as a tuple or None."""\n'
-            '    sharding = variable.get_metadata("out_sharding", None)\n'
+            f'    """A flax Variable\'s sharding annotation (its {FEATURES.sharding_key} metadata), as a tuple or None."""\n'
+            f"    sharding = variable.get_metadata().get({FEATURES.sharding_key!r})\n"
             "    return None if sharding is None else tuple(sharding)",
         )
         return f"{fn}({x})"

@@ -37,7 +37,10 @@ See ``_MAX_DEPTH``.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import types
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -49,6 +52,92 @@ from nnx_conformance.spec.adapter import Capabilities, Filter, Path, Sharding
 from nnx_conformance.spec.adapters._flax_rng import FlaxRngStreams
 
 __all__ = ["FlaxAdapter", "FlaxBlock", "FlaxLayers", "FlaxScanMLP"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FlaxFeatures:
+    """What the installed flax can do, found by probing it (never by parsing its version string).
+
+    One adapter serves flax 0.10 to 0.12 by asking these questions; the docstring of each field says which
+    releases answer which way (checked on 0.10.7, 0.11.2 and 0.12.8, see ``docs/flax_releases.md``).
+    """
+
+    graph_keyword: bool
+    """``nnx.split``/``nnx.jit``/``nnx.vmap``/``nnx.scan`` take ``graph=`` (and transforms
+    ``graph_updates=``): the graph/tree mode switch of 0.12. Before it every call is graph mode."""
+    split_rngs_graph_keyword: bool
+    """``nnx.split_rngs`` takes ``graph=`` too (0.12)."""
+    variable_leaves: bool
+    """A ``State``'s leaves are the module's ``nnx.Variable`` objects (0.11+); before, ``VariableState``
+    snapshots, which ``merge``/``update`` require and ``Variable.to_state()`` makes."""
+    get_value: bool
+    """``Variable.get_value()`` exists (0.12, where ``.value`` warns); before, ``.value``."""
+    sharding_key: str
+    """The metadata name flax's own ``nnx.get_partition_spec`` reads a sharding annotation from:
+    ``out_sharding`` (0.12), ``sharding_names`` (0.11), ``sharding`` (0.10)."""
+    eager_sharding_keyword: bool
+    """``nnx.Variable`` takes ``eager_sharding=`` (0.12): an annotated Variable is then created with
+    ``eager_sharding=False``, since eager sharding demands a mesh at construction."""
+    metadata_by_name: bool
+    """``Variable.get_metadata(name, default)`` (0.12); before, ``get_metadata()`` returns the dict."""
+
+    @classmethod
+    def detect(cls) -> FlaxFeatures:
+        def takes(fn: Callable[..., Any], keyword: str) -> bool:
+            try:
+                return keyword in inspect.signature(fn).parameters
+            except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
+                return False
+
+        eager = takes(nnx.Variable.__init__, "eager_sharding")
+        return cls(
+            graph_keyword=takes(nnx.split, "graph") and takes(nnx.jit, "graph"),
+            split_rngs_graph_keyword=takes(nnx.split_rngs, "graph"),
+            variable_leaves=_state_leaves_are_variables(),
+            get_value=callable(getattr(nnx.Variable, "get_value", None)),
+            sharding_key=_sharding_key(eager),
+            eager_sharding_keyword=eager,
+            metadata_by_name=takes(nnx.Variable.get_metadata, "name")
+            or len(inspect.signature(nnx.Variable.get_metadata).parameters) > 1,
+        )
+
+
+class _LeafProbe(nnx.Module):
+    """One Param, to see what ``nnx.split`` puts in a State."""
+
+    def __init__(self) -> None:
+        self.w = nnx.Param(jnp.zeros((1,), jnp.float32))
+
+
+def _state_leaves_are_variables() -> bool:
+    _, state = nnx.split(_LeafProbe())
+    (leaf,) = [v for _, v in nnx.to_flat_state(state)]
+    return isinstance(leaf, nnx.Variable)
+
+
+def _sharding_key(eager_keyword: bool) -> str:
+    """The first metadata name whose value ``nnx.get_partition_spec`` turns into the partition spec."""
+    extra: dict[str, Any] = {"eager_sharding": False} if eager_keyword else {}
+    for key in ("out_sharding", "sharding_names", "sharding"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 0.12 renames the older names with a DeprecationWarning
+            try:
+                metadata: dict[str, Any] = {key: ("x",), **extra}
+                probe = nnx.Param(jnp.zeros((1,), jnp.float32), **metadata)
+                spec = nnx.get_partition_spec(probe)
+            except Exception:  # this flax does not read that name (or chokes on it): try the next
+                continue
+        spec = getattr(spec, "value", spec)
+        if tuple(spec) == ("x",):
+            return key
+    raise ImportError(
+        "cannot find the Variable metadata name this flax reads sharding annotations from (tried "
+        "out_sharding, sharding_names, sharding); the flax adapter supports flax 0.10 to 0.12"
+    )
+
+
+FEATURES = FlaxFeatures.detect()
+"""The installed flax's features, detected once at import."""
 
 _MAX_DEPTH = 400
 """Chain depth claimed for ``graph.deep``.
@@ -72,6 +161,17 @@ _COLLECTIONS: dict[type[nnx.Variable[Any]], str] = {cls: name for name, cls in _
 _MODULE_TYPES: dict[str, type[nnx.Module]] = {}
 
 
+_VARIABLE_STATE: Any = None if FEATURES.variable_leaves else getattr(nnx, "VariableState", None)
+"""``nnx.VariableState`` where a State's leaves are snapshots (before 0.11), else ``None``."""
+
+
+def _as_leaf(var: Any) -> Any:
+    """A State leaf for ``var``: itself, or (before 0.11) its ``VariableState``."""
+    if _VARIABLE_STATE is not None and isinstance(var, nnx.Variable):
+        return var.to_state()
+    return var
+
+
 def _in_this_module(namespace: dict[str, Any]) -> None:
     namespace["__module__"] = __name__
 
@@ -90,12 +190,24 @@ def _transform_mode(graph: bool) -> dict[str, Any]:
     """Keyword arguments pinning a lifted transform (``nnx.jit``/``vmap``/``scan``) to a mode: graph mode
     with graph updates (Variable writes, ``Rngs`` counters and structure changes propagate out), or tree
     mode, where only Variable updates propagate and ``graph_updates`` has no meaning."""
+    if not FEATURES.graph_keyword:  # before 0.12 there is only graph mode, with graph updates
+        return {}
     return {"graph": True, "graph_updates": True} if graph else {"graph": False, "graph_updates": False}
 
 
 def _split_rngs_mode(graph: bool) -> dict[str, Any]:
-    """``nnx.split_rngs``'s mode keywords, as :func:`_transform_mode`."""
-    return _transform_mode(graph)
+    """``nnx.split_rngs``'s mode keywords, as :func:`_transform_mode` (none before 0.12)."""
+    if not FEATURES.split_rngs_graph_keyword:
+        return {}
+    return {"graph": graph, "graph_updates": graph}
+
+
+def sharding_metadata(sharding: Sharding) -> dict[str, Any]:
+    """Variable metadata annotating ``sharding``, under this flax's name (:attr:`FlaxFeatures.sharding_key`)."""
+    metadata: dict[str, Any] = {FEATURES.sharding_key: tuple(sharding)}
+    if FEATURES.eager_sharding_keyword:
+        metadata["eager_sharding"] = False
+    return metadata
 
 
 def _on_protocol_paths(predicate: Callable[[Path, Any], bool]) -> Callable[[tuple[Any, ...], Any], bool]:
@@ -181,9 +293,7 @@ class FlaxLayers:
 
     def linear(self, din: int, dout: int, ctx: nnx.Rngs, sharding: Sharding | None = None) -> nnx.Linear:
         """A sharding annotation goes on the kernel, as ``out_sharding`` metadata."""
-        metadata: dict[str, Any] = {}
-        if sharding is not None:
-            metadata = {"out_sharding": tuple(sharding), "eager_sharding": False}
+        metadata = {} if sharding is None else sharding_metadata(sharding)
         return nnx.Linear(din, dout, rngs=ctx, kernel_metadata=metadata)
 
     def batch_norm(self, din: int, ctx: nnx.Rngs, momentum: float = 0.95) -> nnx.BatchNorm:
@@ -266,26 +376,37 @@ class FlaxAdapter(FlaxRngStreams):
         cls = _variable_type(collection)
         if sharding is None:
             return cls(value)
-        return cls(value, out_sharding=tuple(sharding), eager_sharding=False)
+        return cls(value, **sharding_metadata(sharding))
 
     def is_variable(self, obj: Any) -> bool:
-        return isinstance(obj, nnx.Variable)
+        """An ``nnx.Variable``, or (before 0.11) the ``VariableState`` snapshot a State holds."""
+        return isinstance(obj, nnx.Variable) or (
+            _VARIABLE_STATE is not None and isinstance(obj, _VARIABLE_STATE)
+        )
 
     def variable_collection(self, var: Any) -> str:
         """Our name for the type; a flax Variable type we did not create is named by its class name."""
-        return _COLLECTIONS.get(type(var), type(var).__name__)
+        cls = var.type if _VARIABLE_STATE is not None and isinstance(var, _VARIABLE_STATE) else type(var)
+        return _COLLECTIONS.get(cls, cls.__name__)
 
     def variable_value(self, var: Any) -> Any:
-        """``get_value()``: ``.value`` is deprecated in flax 0.12 (it warns)."""
-        return var.get_value()
+        """``get_value()`` where it exists (``.value`` is deprecated in flax 0.12: it warns), else ``.value``."""
+        if FEATURES.get_value and isinstance(var, nnx.Variable):
+            return var.get_value()
+        return var.value
 
     def variable_sharding(self, var: Any) -> Sharding | None:
-        sharding = var.get_metadata("out_sharding", None)
+        """The annotation under :attr:`FlaxFeatures.sharding_key`."""
+        if FEATURES.metadata_by_name and isinstance(var, nnx.Variable):
+            sharding = var.get_metadata(FEATURES.sharding_key, None)
+        else:
+            sharding = var.get_metadata().get(FEATURES.sharding_key)
         return None if sharding is None else tuple(sharding)
 
     # -- the functional API ----------------------------------------------------------------------------
     def partition(self, module: Any) -> tuple[nnx.State, nnx.GraphDef[Any]]:
-        graphdef, state = nnx.split(module, graph=self.graph_mode)
+        mode = {"graph": self.graph_mode} if FEATURES.graph_keyword else {}  # before 0.12: graph mode only
+        graphdef, state = nnx.split(module, **mode)
         return state, graphdef
 
     def merge(self, graphdef: Any, state: Any) -> Any:
@@ -303,7 +424,8 @@ class FlaxAdapter(FlaxRngStreams):
         return [(tuple(str(key) for key in path), leaf) for path, leaf in nnx.to_flat_state(state)]
 
     def make_state(self, items: Sequence[tuple[Path, Any]]) -> nnx.State:
-        return nnx.from_flat_state([(tuple(path), var) for path, var in items])
+        """``nnx.from_flat_state``; before 0.11 a Variable becomes the ``VariableState`` a State holds."""
+        return nnx.from_flat_state([(tuple(path), _as_leaf(var)) for path, var in items])
 
     def filter(self, state: Any, *filters: Filter) -> nnx.State:
         predicates = [_variable_type(f) if isinstance(f, str) else _on_protocol_paths(f) for f in filters]

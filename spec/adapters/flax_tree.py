@@ -38,7 +38,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from nnx_conformance.spec.adapters.flax import FlaxAdapter, FlaxLayers, FlaxScanMLP
+import flax
+
+from nnx_conformance.spec.adapters.flax import FEATURES, FlaxAdapter, FlaxLayers, FlaxScanMLP
 
 __all__ = ["FlaxTreeAdapter", "FlaxTreeLayers", "FlaxTreeScanMLP"]
 
@@ -69,6 +71,11 @@ class FlaxTreeAdapter(FlaxAdapter):
     )
 
     def __init__(self) -> None:
+        if not FEATURES.graph_keyword:
+            raise RuntimeError(
+                f"flax {flax.__version__} has no tree mode (nnx.split takes no graph= keyword; it came with "
+                "flax 0.12, FLIP 5310): run --nnx-impl flax (graph mode) on this flax, or install flax>=0.12.6"
+            )
         self.layers = FlaxTreeLayers()
 
     def render(self, scenario: Any) -> str | None:
