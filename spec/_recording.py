@@ -327,6 +327,8 @@ def literal(value: Any) -> Lit | None:
             return None
         items = [p.value for p in parts if p is not None]
         return Lit(tuple(items) if isinstance(value, tuple) else items)
+    if isinstance(value, frozenset):
+        return Lit(value) if all(literal(v) is not None for v in value) else None
     if isinstance(value, np.generic):
         return Lit(value) if value.dtype.kind in "biufc" else None
     if isinstance(value, np.ndarray):

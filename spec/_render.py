@@ -335,7 +335,12 @@ class ScriptRenderer:
             return lines
         if final:
             return [f"# the implementation raises here: {_one_line(raised)}", *lines]
-        return ["try:", *_indent(lines), "except Exception:", f"    pass  # raised {_one_line(raised)}; went on"]
+        return [
+            "try:",
+            *_indent(lines),
+            "except Exception:",
+            f"    pass  # raised {_one_line(raised)}; went on",
+        ]
 
     def code(self, step: Code) -> list[str]:
         if step.adapter_terms and self.target != "adapter":
@@ -383,7 +388,13 @@ class ScriptRenderer:
                 if isinstance(ref, NodeRef):
                     value = step.nodes[ref.index]
                     kind = kinds.get((i, attr))
-                    comment = "  # cycle" if kind is EdgeKind.CYCLE else "  # shared" if kind is EdgeKind.SHARED else ""
+                    comment = (
+                        "  # cycle"
+                        if kind is EdgeKind.CYCLE
+                        else "  # shared"
+                        if kind is EdgeKind.SHARED
+                        else ""
+                    )
                 elif isinstance(ref, VarRef):
                     shared = step.variables[ref.index]
                     value = shared if shared is not None else self.new_variable_spec(bp.variables[ref.index])
@@ -543,6 +554,12 @@ class ScriptRenderer:
             return f"({inner},)" if len(value) == 1 else f"({inner})"
         if isinstance(value, list):
             return "[" + ", ".join(self.literal(v) for v in value) + "]"
+        if isinstance(value, frozenset):  # members sorted by their text: the same script on every run
+            return (
+                "frozenset({" + ", ".join(sorted(self.literal(v) for v in value)) + "})"
+                if value
+                else "frozenset()"
+            )
         if isinstance(value, np.ndarray):
             dtype = _np_dtype(value.dtype)
             return f"np.array({self.literal(value.tolist())}, {dtype})"
@@ -586,7 +603,11 @@ def _atom(text: str) -> str:
         node = ast.parse(text.strip(), mode="eval").body
     except SyntaxError:
         return f"({text})"
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and text.strip().startswith("-"):
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | float)
+        and text.strip().startswith("-")
+    ):
         return f"({text})"
     return text if isinstance(node, _ATOMS) else f"({text})"
 
@@ -629,7 +650,11 @@ def property_script(
         "# Run: python <this file> -- it ends in the check that failed (exits non-zero while the bug is there).",
     ]
     if hypothesis:
-        lines += ["from hypothesis import Phase, given, settings", "from hypothesis import strategies as st", ""]
+        lines += [
+            "from hypothesis import Phase, given, settings",
+            "from hypothesis import strategies as st",
+            "",
+        ]
     lines += [
         f"from {a_module} import {a_attr}",
         f"from {module} import {name} as prop",
@@ -732,7 +757,9 @@ class LibraryRenderer(ScriptRenderer):
             elif isinstance(step, Call | Refusal):
                 call = step.call if isinstance(step, Refusal) else step
                 if call.op == "filter":  # a collection filter names a collection that may hold nothing
-                    found = [f.value for f in call.args[1:] if isinstance(f, Lit) and isinstance(f.value, str)]
+                    found = [
+                        f.value for f in call.args[1:] if isinstance(f, Lit) and isinstance(f.value, str)
+                    ]
             names += [c for c in found if c not in names]
         return names
 
@@ -772,7 +799,9 @@ class LibraryRenderer(ScriptRenderer):
         sharding_expr = step.args[2] if len(step.args) > 2 else dict(step.kwargs).get("sharding")
         if sharding_expr is None:
             sharding = None
-        elif isinstance(sharding_expr, Lit) and (sharding_expr.value is None or isinstance(sharding_expr.value, tuple)):
+        elif isinstance(sharding_expr, Lit) and (
+            sharding_expr.value is None or isinstance(sharding_expr.value, tuple)
+        ):
             sharding = sharding_expr.value
         else:
             raise Unsupported("new_variable with a non-literal sharding")
@@ -787,7 +816,9 @@ class LibraryRenderer(ScriptRenderer):
         raise Unsupported("a layer call on a layer not made by a recorded layers.* call")
 
     @staticmethod
-    def arg(args: list[str], kwargs: dict[str, str], index: int, name: str, default: str | None = None) -> str:
+    def arg(
+        args: list[str], kwargs: dict[str, str], index: int, name: str, default: str | None = None
+    ) -> str:
         if index < len(args):
             return args[index]
         if name in kwargs:

@@ -93,6 +93,7 @@ class Script:
     """
 
     def __init__(self, impl: Any) -> None:
+        self.adapter = impl
         self._spec = impl_spec(impl)
         self._imports: dict[str, None] = {"import numpy as np": None}
         self.lines: list[str] = []
@@ -170,7 +171,8 @@ class ScriptedMachine(RuleBasedStateMachine):
         except Exception as err:  # never hide the real failure behind a broken reproduction
             failing = [f"# (the failing check could not be written: {type(err).__name__}: {err})"]
         rec = _recording.current()
-        if rec is not None:  # the plugin prints (and writes) the one reproduction of the failure
+        if rec is not None and isinstance(self.script.adapter, _recording.Recording):
+            # a recorded run: the plugin prints (and writes) the one reproduction of the failure
             rec.own_script = functools.partial(self.script.render, failing)
         else:
             note(f"# --- reproduction (the steps above, through the adapter) ---\n{self.script.render(failing)}")
