@@ -42,6 +42,14 @@ def _run(script: str, tmp_path: Path, name: str = "repro.py") -> subprocess.Comp
     return subprocess.run([sys.executable, str(path)], env=_env(), capture_output=True, text=True, timeout=600)
 
 
+def _spec_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pytest --pyargs nnx_conformance.spec ARGS`` in a fresh interpreter, as a user runs the spec."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs", "nnx_conformance.spec"]
+    return subprocess.run(
+        [*command, *args], env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+
+
 def _property(clause: str, name: str):
     return {fn.__name__: fn for fn in properties()[clause]}[name]
 
@@ -201,31 +209,17 @@ def test_a_scenario_written_in_core_and_flax_code_passes_where_they_conform(
 
 def test_pytest_prints_one_reproduction_for_the_implementation_and_writes_it(tmp_path: Path) -> None:
     out = tmp_path / "repros"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--pyargs",
-            "nnx_conformance.spec",
-            "--nnx-impl",
-            "mutants.graph:SharedModuleRebuiltTwice",
-            "--nnx-clause",
-            "graph.roundtrip",
-            "-k",
-            "test_merge_restores_an_isomorphic_graph",
-            "--tb=short",
-            "--nnx-repro-dir",
-            str(out),
-        ],
-        env=_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = _spec_run(
+        tmp_path,
+        "--nnx-impl",
+        "mutants.graph:SharedModuleRebuiltTwice",
+        "--nnx-clause",
+        "graph.roundtrip",
+        "-k",
+        "test_merge_restores_an_isomorphic_graph",
+        "--tb=short",
+        "--nnx-repro-dir",
+        str(out),
     )
     text = done.stdout + done.stderr
     assert done.returncode == 1, text
@@ -249,29 +243,15 @@ def test_a_failing_history_prints_one_reproduction_that_replays_it(mutant: str, 
     """A state machine's shrunk program is the reproduction: once in the report (no second copy in the
     Hypothesis notes), written to the repro dir, failing when run and passing on the core."""
     out = tmp_path / "repros"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--pyargs",
-            "nnx_conformance.spec",
-            "--nnx-impl",
-            mutant,
-            "--nnx-clause",
-            clause,
-            "--tb=short",
-            "--nnx-repro-dir",
-            str(out),
-        ],
-        env=_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = _spec_run(
+        tmp_path,
+        "--nnx-impl",
+        mutant,
+        "--nnx-clause",
+        clause,
+        "--tb=short",
+        "--nnx-repro-dir",
+        str(out),
     )
     text = done.stdout + done.stderr
     assert done.returncode == 1, text
@@ -291,30 +271,16 @@ def test_a_failing_history_prints_one_reproduction_that_replays_it(mutant: str, 
 def test_a_known_deviation_is_written_too(tmp_path: Path) -> None:
     """flax's renamed-path deviation is an xfail (spec/expectations/flax.txt): not printed, but written."""
     out = tmp_path / "repros"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--pyargs",
-            "nnx_conformance.spec",
-            "--nnx-impl",
-            "flax",
-            "--nnx-clause",
-            "errors.merge-mismatch",
-            "-k",
-            "renamed_path",
-            "--nnx-repro-dir",
-            str(out),
-        ],
-        env=_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = _spec_run(
+        tmp_path,
+        "--nnx-impl",
+        "flax",
+        "--nnx-clause",
+        "errors.merge-mismatch",
+        "-k",
+        "renamed_path",
+        "--nnx-repro-dir",
+        str(out),
     )
     assert done.returncode == 0 and "1 xfailed" in done.stdout, done.stdout + done.stderr
     (written,) = out.rglob("*.py")
