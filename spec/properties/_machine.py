@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -37,6 +36,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test
 
 from nnx_conformance.spec import _recording
+from nnx_conformance.spec._render import ScriptRenderer
 from nnx_conformance.spec.properties._helpers import JAX_SETTINGS, impl_spec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -137,9 +137,7 @@ def _adapter_lines(spec: str) -> list[str]:
     """``from pkg.mod import Attr`` and ``a = Attr()`` (``a = Attr`` where the spec names an adapter
     instance rather than a class)."""
     module, _, attr = spec.partition(":")
-    obj = getattr(sys.modules.get(module), attr, None)
-    instance = obj is not None and not isinstance(obj, type) and hasattr(obj, "new_module")
-    return [f"from {module} import {attr}", f"a = {attr if instance else attr + '()'}"]
+    return [f"from {module} import {attr}", f"a = {ScriptRenderer.make_adapter(module, attr)}"]
 
 
 Lines = Callable[[], Iterable[str]]
