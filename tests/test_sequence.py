@@ -25,9 +25,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule
 from mutants.harness import leaf_exceptions, run_property
 
+from nnx_conformance.spec import _recording
 from nnx_conformance.spec.adapter import Capabilities, can_delete_attrs
 from nnx_conformance.spec.adapters.core import CoreAdapter
 from nnx_conformance.spec.properties import sequence
+from nnx_conformance.spec.properties._helpers import impl_spec
 from nnx_conformance.spec.properties._machine import MachineRunner, ScriptedMachine
 from nnx_conformance.strategies import allowed, oracle, read
 
@@ -179,8 +181,13 @@ def test_deletion_needs_the_capability_and_the_method() -> None:
 _SEQUENCE_MUTANTS = [m for m in mutants.load() if m.family == "sequence"]
 
 
-def _script(error: BaseException) -> str:
-    """The reproduction noted by the machine: from its header to the end of the failing check."""
+def _script(error: BaseException, fn: Any, impl: Any) -> str:
+    """The machine's reproduction: from its header to the end of the failing check. Where the property
+    was recorded (instrumented by the plugin or by another test in this process) the machine hands it to
+    the recorder instead of noting it, so that the report prints it once; otherwise it is the note."""
+    rec = _recording.take()
+    if rec is not None and rec.test is fn and rec.own_script is not None:
+        return rec.own_script(impl_spec(impl))
     (leaf,) = leaf_exceptions(error)
     text = "\n".join(getattr(leaf, "__notes__", []))
     start = text.index("# --- reproduction")
@@ -198,9 +205,10 @@ def test_the_noted_script_replays_the_failure(m: mutants.Mutant) -> None:
         "sequence.graph": sequence.test_graph_sequences_keep_the_graph_its_partition_and_earlier_results_right,
         "sequence.rng": sequence.test_rng_sequences_draw_distinct_keys_through_transforms,
     }[m.catches]
-    outcome = run_property(fn, m.make(), seed=1, shrink=True)
+    impl = m.make()
+    outcome = run_property(fn, impl, seed=1, shrink=True)
     assert outcome.caught_by(m.symptoms), outcome.describe()
-    script = _script(outcome.error)
+    script = _script(outcome.error, fn, impl)
     assert f"a = {m.adapter.__name__}()" in script and "# --- the failing check ---" in script, script
     steps, check = script.split("# --- the failing check ---")
     scope: dict[str, Any] = {"__name__": "__reproduction__"}
