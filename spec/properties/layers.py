@@ -72,7 +72,8 @@ DROPOUT_RATE = 0.5
 
 SEEDS = st.integers(0, 2**16)
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
-"""For float32 results computed two ways (eager vs jit, vmap vs separate, scan vs loop)."""
+"""For float32 results computed two ways (eager vs jit, vmap vs separate, one layer's scan vs loop);
+outputs that went through a stack of Blocks take :data:`SCAN_TOLERANCE`."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -503,7 +504,9 @@ def test_scan_over_the_stacked_state_equals_a_loop_over_the_layers(impl, train, 
         _assert_states_close(
             impl, scanned_i, state_i, f"{kind}({d}), train={train}: state of layer {i}, scan vs loop"
         )
-    _assert_close(y_scan, y, f"{kind}({d}), train={train}: output of the scan vs the loop over {k} layers")
+    _assert_close(
+        y_scan, y, f"{kind}({d}), train={train}: output of the scan vs the loop over {k} layers", **SCAN_TOLERANCE
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -620,7 +623,9 @@ clause's compile time, which is most of its cost)."""
 STACK, HEAD = ("layers",), ("linear",)
 """Where the protocol puts the stacked Blocks and the final Linear of a ScanMLP."""
 SCAN_TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
-"""Scan vs loop through three Blocks and a Linear of width 16: float32 sums ordered differently.
+"""Scan vs loop through a stack of Blocks (``layers.lifted``, ``layers.scan-mlp``): float32 sums ordered
+differently, then amplified by every training-mode BatchNorm, whose batch variance ``mean(x**2) -
+mean(x)**2`` cancels (flax 0.11.2 on jax 0.7.1 differs by 5e-5 relative after three Blocks of width 3).
 
 Every check of the clause is exact (or, for the dropout masks, wrong with probability below 1e-9), so
 the bugs it targets fail on every example: each property takes 5% of the budget, and the structural one
