@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from nnx_conformance.spec.adapters._flax_features import FEATURES
+
 __all__ = ["FlaxRngStreams", "as_rng_key"]
 
 
@@ -70,5 +72,8 @@ class FlaxRngStreams:
         return nnx.Rngs(ctx[name])
 
     def split(self, ctx: Any, n: int) -> nnx.Rngs:
-        """``ctx.split(n)``: every stream split into ``n`` keys (one draw of each), batched on axis 0."""
-        return ctx.split(n)
+        """``ctx.split(n)``: every stream split into ``n`` keys (one draw of each), batched on axis 0;
+        ``ctx.fork(split=n)``, the same, where ``Rngs.split`` is missing (before 0.12)."""
+        if FEATURES.rngs_split:
+            return ctx.split(n)
+        return ctx.fork(split=n)

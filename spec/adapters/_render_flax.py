@@ -114,7 +114,9 @@ class FlaxRenderer(LibraryRenderer):
         return f"nnx.Rngs({args[0]}[{args[1]}])"
 
     def op_split(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
-        return f"{args[0]}.split({args[1]})"
+        if FEATURES.rngs_split:
+            return f"{args[0]}.split({args[1]})"
+        return f"{args[0]}.fork(split={args[1]})"
 
     def op_make_rng(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
         return f"{args[0]}()"
@@ -126,11 +128,13 @@ class FlaxRenderer(LibraryRenderer):
         din, dout = self.arg(args, kwargs, 0, "din"), self.arg(args, kwargs, 1, "dout")
         ctx = self.arg(args, kwargs, 2, "ctx")
         sharding = self.arg(args, kwargs, 3, "sharding", "None")
-        extra = (
-            ""
-            if sharding == "None"
-            else f", kernel_metadata={{{FEATURES.sharding_key!r}: {sharding}{_EAGER}}}"
-        )
+        metadata = f"{{{FEATURES.sharding_key!r}: {sharding}{_EAGER}}}"
+        if sharding == "None":
+            extra = ""
+        elif FEATURES.linear_kernel_metadata:
+            extra = f", kernel_metadata={metadata}"
+        else:  # before 0.12 the metadata comes with the initialiser
+            extra = f", kernel_init=nnx.with_metadata(nnx.initializers.lecun_normal(), **{metadata})"
         return f"nnx.Linear({din}, {dout}, rngs={ctx}{extra})"
 
     def op_layer_batch_norm(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:

@@ -37,107 +37,22 @@ See ``_MAX_DEPTH``.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import types
-import warnings
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path as _FilePath
 from typing import Any, ClassVar
 
+import flax
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from nnx_conformance.spec.adapter import Capabilities, Filter, Path, Sharding
+from nnx_conformance.spec.adapters._flax_features import FEATURES, FlaxFeatures
 from nnx_conformance.spec.adapters._flax_rng import FlaxRngStreams
 
-__all__ = ["FlaxAdapter", "FlaxBlock", "FlaxLayers", "FlaxScanMLP"]
+__all__ = ["FEATURES", "FlaxAdapter", "FlaxBlock", "FlaxFeatures", "FlaxLayers", "FlaxScanMLP"]
 
-
-@dataclasses.dataclass(frozen=True)
-class FlaxFeatures:
-    """What the installed flax can do, found by probing it (never by parsing its version string).
-
-    One adapter serves flax 0.10 to 0.12 by asking these questions; the docstring of each field says which
-    releases answer which way (checked on 0.10.7, 0.11.2 and 0.12.8, see ``docs/flax_releases.md``).
-    """
-
-    graph_keyword: bool
-    """``nnx.split``/``nnx.jit``/``nnx.vmap``/``nnx.scan`` take ``graph=`` (and transforms
-    ``graph_updates=``): the graph/tree mode switch of 0.12. Before it every call is graph mode."""
-    split_rngs_graph_keyword: bool
-    """``nnx.split_rngs`` takes ``graph=`` too (0.12)."""
-    variable_leaves: bool
-    """A ``State``'s leaves are the module's ``nnx.Variable`` objects (0.11+); before, ``VariableState``
-    snapshots, which ``merge``/``update`` require and ``Variable.to_state()`` makes."""
-    get_value: bool
-    """``Variable.get_value()`` exists (0.12, where ``.value`` warns); before, ``.value``."""
-    sharding_key: str
-    """The metadata name flax's own ``nnx.get_partition_spec`` reads a sharding annotation from:
-    ``out_sharding`` (0.12), ``sharding_names`` (0.11), ``sharding`` (0.10)."""
-    eager_sharding_keyword: bool
-    """``nnx.Variable`` takes ``eager_sharding=`` (0.12): an annotated Variable is then created with
-    ``eager_sharding=False``, since eager sharding demands a mesh at construction."""
-    metadata_by_name: bool
-    """``Variable.get_metadata(name, default)`` (0.12); before, ``get_metadata()`` returns the dict."""
-
-    @classmethod
-    def detect(cls) -> FlaxFeatures:
-        def takes(fn: Callable[..., Any], keyword: str) -> bool:
-            try:
-                return keyword in inspect.signature(fn).parameters
-            except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
-                return False
-
-        eager = takes(nnx.Variable.__init__, "eager_sharding")
-        return cls(
-            graph_keyword=takes(nnx.split, "graph") and takes(nnx.jit, "graph"),
-            split_rngs_graph_keyword=takes(nnx.split_rngs, "graph"),
-            variable_leaves=_state_leaves_are_variables(),
-            get_value=callable(getattr(nnx.Variable, "get_value", None)),
-            sharding_key=_sharding_key(eager),
-            eager_sharding_keyword=eager,
-            metadata_by_name=takes(nnx.Variable.get_metadata, "name")
-            or len(inspect.signature(nnx.Variable.get_metadata).parameters) > 1,
-        )
-
-
-class _LeafProbe(nnx.Module):
-    """One Param, to see what ``nnx.split`` puts in a State."""
-
-    def __init__(self) -> None:
-        self.w = nnx.Param(jnp.zeros((1,), jnp.float32))
-
-
-def _state_leaves_are_variables() -> bool:
-    _, state = nnx.split(_LeafProbe())
-    (leaf,) = [v for _, v in nnx.to_flat_state(state)]
-    return isinstance(leaf, nnx.Variable)
-
-
-def _sharding_key(eager_keyword: bool) -> str:
-    """The first metadata name whose value ``nnx.get_partition_spec`` turns into the partition spec."""
-    extra: dict[str, Any] = {"eager_sharding": False} if eager_keyword else {}
-    for key in ("out_sharding", "sharding_names", "sharding"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # 0.12 renames the older names with a DeprecationWarning
-            try:
-                metadata: dict[str, Any] = {key: ("x",), **extra}
-                probe = nnx.Param(jnp.zeros((1,), jnp.float32), **metadata)
-                spec = nnx.get_partition_spec(probe)
-            except Exception:  # this flax does not read that name (or chokes on it): try the next
-                continue
-        spec = getattr(spec, "value", spec)
-        if tuple(spec) == ("x",):
-            return key
-    raise ImportError(
-        "cannot find the Variable metadata name this flax reads sharding annotations from (tried "
-        "out_sharding, sharding_names, sharding); the flax adapter supports flax 0.10 to 0.12"
-    )
-
-
-FEATURES = FlaxFeatures.detect()
-"""The installed flax's features, detected once at import."""
 
 _MAX_DEPTH = 400
 """Chain depth claimed for ``graph.deep``.
@@ -154,6 +69,25 @@ flax 0.12.8 / CPython 3.11 by binary search over chains ending in one Variable:
 So the real limit is ``(sys.getrecursionlimit() - caller frames) / 2``, not a flax setting. 400 is what
 merge handles from any reasonable caller under the default limit.
 """
+
+_DEFAULT_KERNEL_INIT: Any = nnx.initializers.lecun_normal()
+"""``nnx.Linear``'s default kernel initialiser, wrapped with sharding metadata where ``kernel_metadata=`` is
+missing."""
+
+_EXPECTATIONS_DIR = _FilePath(__file__).resolve().parent.parent / "expectations"
+
+
+def expectations_file(features: FlaxFeatures = FEATURES) -> str:
+    """The known-deviations file for the flax that has ``features``: the verdicts that differ between
+    releases follow a feature, so the file is chosen by it (never by the version string).
+
+    ``VariableState`` snapshots as State leaves (0.10) make ``nnx.merge`` build new Variables, so
+    ``graph.isolation`` passes there: ``flax-0.10.txt``. Variable leaves (0.11, 0.12) share them:
+    ``flax.txt``. Measured per release in ``docs/flax_releases.md``.
+    """
+    name = "flax.txt" if features.variable_leaves else "flax-0.10.txt"
+    return str(_EXPECTATIONS_DIR / name)
+
 
 _ALIASES: dict[str, type[nnx.Variable[Any]]] = {"params": nnx.Param, "batch_stats": nnx.BatchStat}
 _VARIABLE_TYPES: dict[str, type[nnx.Variable[Any]]] = dict(_ALIASES)
@@ -292,9 +226,13 @@ class FlaxLayers:
     """
 
     def linear(self, din: int, dout: int, ctx: nnx.Rngs, sharding: Sharding | None = None) -> nnx.Linear:
-        """A sharding annotation goes on the kernel, as ``out_sharding`` metadata."""
-        metadata = {} if sharding is None else sharding_metadata(sharding)
-        return nnx.Linear(din, dout, rngs=ctx, kernel_metadata=metadata)
+        """A sharding annotation goes on the kernel, as metadata (:attr:`FlaxFeatures.linear_kernel_metadata`)."""
+        if sharding is None:
+            return nnx.Linear(din, dout, rngs=ctx)
+        if FEATURES.linear_kernel_metadata:
+            return nnx.Linear(din, dout, rngs=ctx, kernel_metadata=sharding_metadata(sharding))
+        init = nnx.with_metadata(_DEFAULT_KERNEL_INIT, **sharding_metadata(sharding))
+        return nnx.Linear(din, dout, rngs=ctx, kernel_init=init)
 
     def batch_norm(self, din: int, ctx: nnx.Rngs, momentum: float = 0.95) -> nnx.BatchNorm:
         return nnx.BatchNorm(din, momentum=momentum, rngs=ctx)
@@ -331,6 +269,8 @@ class FlaxAdapter(FlaxRngStreams):
     ``new_context`` is the one used)."""
 
     name = "flax"
+    version: ClassVar[str] = f"flax {flax.__version__}, jax {jax.__version__}"
+    """Named in reports: verdicts differ by release (``docs/flax_releases.md``)."""
     capabilities = Capabilities(
         cycles=True,  # graph mode: split/merge resolve back-references (NodeRef), self-loops included
         shared_modules=True,
@@ -347,6 +287,9 @@ class FlaxAdapter(FlaxRngStreams):
         reserved_names=_RESERVED,
     )
 
+    expectations: ClassVar[str | None] = expectations_file()
+    """This flax's known deviations (:func:`expectations_file`)."""
+
     def __init__(self) -> None:
         self.layers = FlaxLayers()
 
@@ -355,6 +298,10 @@ class FlaxAdapter(FlaxRngStreams):
         return _module_type(type_name)()
 
     def set_attr(self, module: Any, name: str, value: Any) -> None:
+        """``setattr``; before 0.11 a State's ``VariableState`` snapshot is held as the Variable it
+        describes (``to_variable()``, a new object), the only way flax lets a module hold it."""
+        if _VARIABLE_STATE is not None and isinstance(value, _VARIABLE_STATE):
+            value = value.to_variable()
         setattr(module, name, value)
 
     def del_attr(self, module: Any, name: str) -> None:

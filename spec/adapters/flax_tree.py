@@ -62,6 +62,8 @@ class FlaxTreeAdapter(FlaxAdapter):
     """The protocol over ``flax.nnx`` in tree mode; the module docstring says what differs from graph mode."""
 
     name = "flax-tree"
+    expectations: ClassVar[str | None] = None
+    """Not graph mode's file: the built-in ``spec/expectations/flax-tree.txt`` (tree mode needs 0.12)."""
     graph_mode: ClassVar[bool] = False
     capabilities = dataclasses.replace(
         FlaxAdapter.capabilities,
