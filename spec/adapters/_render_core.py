@@ -67,6 +67,15 @@ class CoreRenderer(LibraryRenderer):
     def op_fork(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
         return f"{args[0]}.fork()"
 
+    def op_make_rng_stream(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
+        return f"{args[0]}.make_rng({args[1]})"
+
+    def op_from_stream(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
+        return f"{args[0]}.from_stream({args[1]})"
+
+    def op_split(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
+        return f"{args[0]}.split({args[1]})"
+
     def op_layer_linear(self, step: Call, args: list[str], kwargs: dict[str, str]) -> str:
         din, dout = self.arg(args, kwargs, 0, "din"), self.arg(args, kwargs, 1, "dout")
         ctx = self.arg(args, kwargs, 2, "ctx")

@@ -692,15 +692,21 @@ def _label_stream(name: str) -> str:
     return "make_rng" if name == _MAKE_RNG else f"stream {name!r}"
 
 
-def _assert_rows_distinct(impl: Any, rows: np.ndarray, labels: Sequence[str], what: str) -> None:
+def _assert_rows_distinct(
+    impl: Any, rows: np.ndarray, labels: Sequence[str], what: str, keys: Sequence[Any] | None = None
+) -> None:
+    """No two rows of ``rows`` (key data, one row per label) are equal. ``keys``, the key objects the rows
+    were converted from, lets the failing check compare the first equal pair through ``impl.key_data``,
+    so a reproduction recomputes them (rows alone are literals: the check would prove nothing)."""
     groups = duplicate_groups(rows)
     if not groups:
         return
     lines = [f"  {' == '.join(labels[i] for i in g)}: key {rows[g[0]].tolist()}" for g in groups[:5]]
-    first = groups[0]
+    a, b = groups[0][:2]
+    pair = (impl.key_data(keys[a]), impl.key_data(keys[b])) if keys is not None else (rows[a], rows[b])
     fail(
         impl,
-        E.py("not np.array_equal({0}, {1})", rows[first[0]], rows[first[1]]),
+        E.py("not np.array_equal({0}, {1})", *pair),
         f"{what}: {len(groups)} key(s) drawn more than once\n" + "\n".join(lines),
     )
 
@@ -750,6 +756,7 @@ def test_named_streams_of_one_context_never_share_keys(impl, seed, before, sched
         keys_to_array(impl, keys),
         labels,
         f"seed {seed}, {before} draw(s) before forking, {len(schedule)} scheduled draw(s) then {rounds} round(s)",
+        keys,
     )
 
 
@@ -830,4 +837,5 @@ def test_a_context_rebuilt_from_a_stream_replays_none_of_its_keys(
         keys_to_array(impl, keys),
         labels,
         f"seed {seed}, a context rebuilt from stream {name!r} after {before} draw(s) of it",
+        keys,
     )
