@@ -1,4 +1,9 @@
-"""Adapter ``flax``: ``flax.nnx`` (checked on flax 0.12.8, jax 0.10.2) in *graph mode*, pinned.
+"""Adapter ``flax``: ``flax.nnx`` in *graph mode*, pinned; flax 0.10 to 0.12 (checked on 0.10.7, 0.11.2 and
+0.12.8, each with the jax of its time: ``docs/flax_releases.md``).
+
+One adapter for every release: where their APIs differ, :data:`FEATURES` (probed once at import, never a
+version string: ``spec/adapters/_flax_features.py``) picks the spelling, and :func:`expectations_file` the
+known-deviations file. What follows describes 0.12; the older spellings are in ``FlaxFeatures``' fields.
 
 Graph mode is what NNX's shared-reference semantics live in, and it is what this adapter tests. flax 0.12
 has two switches, ``flax.config.nnx_graph_mode`` (default ``True``) and ``flax.config.nnx_graph_updates``
