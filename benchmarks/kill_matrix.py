@@ -307,18 +307,19 @@ def render(
             for cid in clauses
             if cid != m.catches and (c := cells.get((m.id, cid))) is not None and c.caught
         ]
+        crossed = _crossed(cells, m, clauses)
         med = _median(cell.examples)
         ex = f"{med:g} / {max(cell.examples)}" if cell.examples else "—"
         props = ", ".join(f"`{p}` {n}" for p, n in sorted(cell.catching.items(), key=lambda kv: -kv[1]))
         named_rows.append(
             f"| `{m.id}` | `{m.catches}` | {cell.caught}/{cell.runs} | {ex} | {_fmt_size(cell.sizes)} | "
-            f"{len(others)} | {props or '—'} |"
+            f"{len(others) if crossed else 'not run'} | {props or '—'} |"
         )
         if cell.runs and cell.caught < cell.runs:
             weak.append(f"`{m.id}`: caught on {cell.caught}/{cell.runs} seeds by `{m.catches}`")
         if med is not None and med > SLOW_MEDIAN:
             weak.append(f"`{m.id}`: median {med:g} examples to failure (> {SLOW_MEDIAN})")
-        if args.cross_seeds and not others and len(cell.catching) == 1:
+        if crossed and not others and len(cell.catching) == 1:
             (prop,) = cell.catching
             single.append(
                 f"`{m.id}`: only `{prop}` ({m.catches}) catches it; median {med:g} examples"
@@ -374,18 +375,29 @@ def render(
         *([f"* `{p}`" for p in _idle_properties(cells, clauses)] or ["* none."]),
         "",
     ]
-    if args.cross_seeds:
+    crossed_mutants = [m for m in catalogue if _crossed(cells, m, clauses)]
+    if crossed_mutants:
         short = {cid: cid.split(".", 1)[1] for cid in clauses}
+        partial = len(crossed_mutants) < len(catalogue)
         lines += [
             "## Matrix: mutant x clause",
             "",
             "Cells: seeds caught / seeds run (**bold** = the named clause); `·` = never caught; `x` = never "
             "caught, but a property crashed (an error that is not an assertion); `s` = every property skipped.",
+            *(
+                [
+                    "",
+                    f"The other clauses ran for {len(crossed_mutants)} of the {len(catalogue)} mutants only (the "
+                    "rows below); for the rest, \"other clauses catching\" reads `not run`.",
+                ]
+                if partial
+                else []
+            ),
             "",
             "| mutant | " + " | ".join(short[c] for c in clauses) + " |",
             "|---|" + "---|" * len(clauses),
         ]
-        for m in catalogue:
+        for m in crossed_mutants:
             row = []
             for cid in clauses:
                 cell = cells.get((m.id, cid))
@@ -401,6 +413,13 @@ def render(
             lines.append(f"| `{m.id}` | " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _crossed(cells: dict[tuple[str, str], Cell], mutant: Any, clauses: list[str]) -> bool:
+    """Whether any clause other than the mutant's named one ran against it (a cross run covered it)."""
+    return any(
+        cid != mutant.catches and (c := cells.get((mutant.id, cid))) is not None and c.runs for cid in clauses
+    )
 
 
 def _reproduce_one(item: tuple[str, str]) -> Any:
