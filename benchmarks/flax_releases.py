@@ -121,7 +121,7 @@ def _columns(runs: list[Run]) -> list[tuple[str, Run, str]]:
     return [(f"{impl} {run.release.flax}", run, impl) for run in runs for impl in run.impls]
 
 
-def render(runs: list[Run], jobs: int) -> str:
+def render(runs: list[Run], jobs: int, note: str = "") -> str:
     columns = _columns(runs)
     clauses: list[str] = []
     for _, run, impl in columns:
@@ -139,6 +139,7 @@ def render(runs: list[Run], jobs: int) -> str:
         "",
         f"* {platform.system()} {platform.machine()}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPU(s), `-n {jobs}`, {time.strftime('%Y-%m-%d')}; the CPU backend everywhere.",
+        *([f"* {note}"] if note else []),
         "",
         "| release | installed with | command | exit | wall | CPU | pytest |",
         "|---|---|---|---|---|---|---|",
@@ -244,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venvs", type=Path, default=ROOT / "build" / "flax-venvs", help="where the venvs live")
     parser.add_argument("--jobs", type=int, default=2, help="pytest-xdist workers per run (default 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "flax_releases.md")
+    parser.add_argument("--note", default="", help="a sentence on the conditions of the run, printed under the machine")
+    parser.add_argument("--render", action="store_true", help="run nothing: report every release's saved run")
     parser.add_argument(
         "--keep",
         action="store_true",
@@ -254,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [v for v in args.release if v not in known]
     if unknown:
         parser.error(f"--release {', '.join(unknown)}: not one of {', '.join(known)} (add it to RELEASES with its jax pins)")
-    chosen = [known[v] for v in args.release] if args.release else list(RELEASES)
+    chosen = [] if args.render else [known[v] for v in args.release] if args.release else list(RELEASES)
+    args.keep = args.keep or args.render
     args.venvs.mkdir(parents=True, exist_ok=True)
     reports = args.venvs / "reports"
     reports.mkdir(exist_ok=True)
@@ -265,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.keep and (saved := _load(reports, release)) is not None:
             print(f"flax {release.flax}: the saved run of {_run_file(reports, release)}", flush=True)
             runs.append(saved)
-    args.out.write_text(render(runs, args.jobs), encoding="utf-8")
+    args.out.write_text(render(runs, args.jobs, args.note), encoding="utf-8")
     print(f"wrote {args.out}")
     return 0 if all(run.exit_status == 0 for run in runs) else 1
 
