@@ -334,6 +334,37 @@ def test_every_key_of_a_program_is_distinct(impl, data):
 
 
 @clause("rng.unique")
+@budget(0.1)
+@given(seed=SEEDS, forks=st.integers(1, 3), draws=st.integers(10, 16))
+def test_a_context_and_its_forks_drawing_many_keys_never_meet(impl, seed, forks, draws):
+    """A root context forks ``forks`` children, each child forks once, then every one of them draws
+    ``draws`` keys: all distinct.
+
+    Counts past 9 beside fork indices are what a derivation that joins the digits of a count path without
+    a separator confuses (``(1, 23)`` and ``(12, 3)``; a fork's draw ``(0, 5)`` and the root's ``(5,)``).
+    Random programs of a few dozen ops seldom draw ten keys from two related contexts: such a derivation
+    escaped two seeds in ten (kill matrix)."""
+    root = impl.new_context(seed)
+    contexts = [("the root", root)]
+    for i in range(forks):
+        child = impl.fork(root)
+        contexts += [(f"fork #{i}", child), (f"fork #{i}'s fork", impl.fork(child))]
+    keys: list[Any] = []
+    labels: list[str] = []
+    for label, ctx in contexts:
+        for n in range(draws):
+            keys.append(impl.make_rng(ctx))
+            labels.append(f"{label}'s draw #{n}")
+    _assert_rows_distinct(
+        impl,
+        keys_to_array(impl, keys),
+        labels,
+        f"seed {seed}, {forks} fork(s) of the root and one of each, {draws} draws from every context",
+        keys,
+    )
+
+
+@clause("rng.unique")
 def test_sixty_thousand_draws_from_one_context_are_distinct(impl):
     """60,000 draws from one root context are pairwise distinct.
 
