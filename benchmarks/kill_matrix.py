@@ -276,6 +276,7 @@ def render(
             if wall
             else f"rendered from saved runs ({_busy_minutes(cells):.0f} min of property time in all)"
         ),
+        *([f"* {args.note}"] if getattr(args, "note", "") else []),
         f"* named clause (the one the mutant's docstring names): {args.seeds} seeds "
         "(`hypothesis.seed(0..K-1)`), each property at its default example budget, with shrinking;",
         f"* every other clause: {args.cross_seeds} seed(s), no shrinking (which other clauses notice the bug);",
@@ -465,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         "--json", type=Path, default=None, help="raw results, JSON lines (default: --out with .jsonl)"
     )
     parser.add_argument("--mutants", default="", help="comma-separated mutant ids (default: all)")
+    parser.add_argument("--note", default="", help="a sentence on how the results were made (with --render)")
     parser.add_argument("--clauses", default="", help="comma-separated clause ids or family prefixes")
     parser.add_argument(
         "--render",
