@@ -276,7 +276,7 @@ def render(
             if wall
             else f"rendered from saved runs ({_busy_minutes(cells):.0f} min of property time in all)"
         ),
-        *([f"* {args.note}"] if getattr(args, "note", "") else []),
+        *([f"* {args.note}"] if args.note else []),
         f"* named clause (the one the mutant's docstring names): {args.seeds} seeds "
         "(`hypothesis.seed(0..K-1)`), each property at its default example budget, with shrinking;",
         f"* every other clause: {args.cross_seeds} seed(s), no shrinking (which other clauses notice the bug);",
@@ -291,6 +291,7 @@ def render(
         "order-trap state, a mismatching state -- it is the size the graph drawn beside it shrank to).",
         "",
     ]
+    crossed_ids = {m.id for m in catalogue if _crossed(cells, m, clauses)}
     named_rows = []
     total_runs = total_caught = 0
     all_examples: list[int] = []
@@ -308,7 +309,7 @@ def render(
             for cid in clauses
             if cid != m.catches and (c := cells.get((m.id, cid))) is not None and c.caught
         ]
-        crossed = _crossed(cells, m, clauses)
+        crossed = m.id in crossed_ids
         med = _median(cell.examples)
         ex = f"{med:g} / {max(cell.examples)}" if cell.examples else "—"
         props = ", ".join(f"`{p}` {n}" for p, n in sorted(cell.catching.items(), key=lambda kv: -kv[1]))
@@ -376,7 +377,7 @@ def render(
         *([f"* `{p}`" for p in _idle_properties(cells, clauses)] or ["* none."]),
         "",
     ]
-    crossed_mutants = [m for m in catalogue if _crossed(cells, m, clauses)]
+    crossed_mutants = [m for m in catalogue if m.id in crossed_ids]
     if crossed_mutants:
         short = {cid: cid.split(".", 1)[1] for cid in clauses}
         partial = len(crossed_mutants) < len(catalogue)
