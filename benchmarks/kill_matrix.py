@@ -26,7 +26,8 @@ named-clause run and a cross run can be made separately and reported together.
 ``--reproductions DIR`` checks reproductions instead (``tests/test_repro_mutants.py`` runs a sample in CI):
 for each mutant, its clause's properties run with the ``ci`` seeds until one catches it, the failure's
 reproduction is written to ``DIR/<mutant>/<clause>__<test>.py`` (shrunk) and run with ``python``: it must
-exit non-zero, and the same scenario written for the reference core (``DIR/control/...``) must exit 0.
+exit non-zero, and the same scenario written for the correct adapter the mutant breaks (``DIR/control/...``:
+the reference core, or the tree-only base of the ``errors.unsupported-structure`` mutants) must exit 0.
 
     python benchmarks/kill_matrix.py --reproductions build/repros --jobs 2
 """
@@ -440,7 +441,7 @@ def _check_reproductions(catalogue: list[Any], directory: Path, jobs: int) -> in
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(jobs, initializer=_setup_worker) as pool:
         results = pool.map(_reproduce_one, [(m.id, str(directory)) for m in catalogue])
-    print("| mutant | property | kind | exit | control (core) | s |\n|---|---|---|---|---|---|")
+    print("| mutant | property | kind | exit | control (correct base) | s |\n|---|---|---|---|---|---|")
     for r in results:
         control = "-" if r.control is None else str(r.control)
         print(f"| {r.mutant} | {r.prop} | {r.kind} | {r.returncode} | {control} | {r.seconds:.1f} |")
@@ -484,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         metavar="DIR",
         help="instead of the matrix: write each mutant's reproduction under DIR, run it (it must fail) and "
-        "its control on the core (it must pass); prints a table, exit status 1 if any is not reproduced",
+        "its control on the mutant's correct base (it must pass); prints a table, exit status 1 if any is not reproduced",
     )
     args = parser.parse_args(argv)
 

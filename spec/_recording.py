@@ -57,6 +57,8 @@ from nnx_conformance.spec.repro import (
 __all__ = [
     "Recorder",
     "Recording",
+    "Transcript",
+    "adopt",
     "build",
     "check",
     "code",
@@ -67,6 +69,7 @@ __all__ = [
     "obj",
     "recording",
     "refuses",
+    "run_recorded",
     "take",
 ]
 
@@ -659,6 +662,71 @@ def instrument(fn: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Checks that run in another interpreter
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Transcript:
+    """What a check body recorded in another interpreter (picklable): its steps, the step it failed at
+    (``None`` if it passed, or failed where nothing was recorded) and why the recording is incomplete."""
+
+    steps: tuple[Step, ...]
+    failure: Step | None
+    incomplete: str = ""
+
+
+def run_recorded(
+    adapter: Any, body: Callable[..., Any], *args: Any, **kwargs: Any
+) -> tuple[BaseException | None, Transcript]:
+    """Run ``body(recording(adapter), *args, **kwargs)`` under a new recorder, as :func:`instrument`'s
+    wrapper runs a property's body: what it raised (``None`` if nothing) and its :class:`Transcript`.
+
+    For checks an implementation might not survive, run in a child interpreter; the parent hands the
+    transcript to :func:`adopt`, so the failure's reproduction is the same script as if they had run there.
+    """
+    rec = start(recording(adapter), body, {})
+    _raised.clear()
+    error: BaseException | None = None
+    try:
+        body(rec.adapter, *args, **kwargs)
+    except Exception as err:
+        error = err
+        if rec.failure is None:
+            step = failed_step(err)
+            if step is not None:
+                rec.fail(step, err)
+    finally:
+        stop()
+    failed = error is not None and rec.failure is not None and _same_failure(error, rec.failure_error)
+    return error, Transcript(tuple(rec.steps), rec.failure if failed else None, rec.incomplete)
+
+
+def adopt(transcript: Transcript, message: str) -> AssertionError:
+    """The failure of a check body that ran elsewhere, as this example's: the current recorder takes the
+    transcript's steps and failing step; returns the ``AssertionError(message)`` for the property to raise.
+
+    The transcript's names are the other recorder's, so they are only safe in a recorder that has recorded
+    nothing yet; otherwise the reproduction says it is incomplete rather than mixing two sets of names.
+    """
+    error = AssertionError(message)
+    rec = _CURRENT
+    if rec is None or not rec.active:
+        return error
+    if rec.steps:
+        rec.incomplete = rec.incomplete or "steps were recorded in two interpreters"
+        rec.failure = None
+        return error
+    rec.steps.extend(transcript.steps)
+    rec.incomplete = rec.incomplete or transcript.incomplete
+    if transcript.failure is not None:
+        rec.fail(transcript.failure, error)
+    else:
+        rec.incomplete = rec.incomplete or "the failure in the child interpreter was not at a recorded step"
+    return error
+
+
+# ---------------------------------------------------------------------------------------------------------
 # What properties call
 # ---------------------------------------------------------------------------------------------------------
 
@@ -887,7 +955,9 @@ def refuses(
     rec = _CURRENT
     before = len(rec.steps) if rec is not None else 0
     wanted = tuple(tuple(p) for p in paths)
-    if_accepted = accepted if isinstance(accepted, str) else f"{op} accepted the state without raising"
+    if_accepted = (
+        accepted if isinstance(accepted, str) else f"{op} returned instead of raising an error naming the path"
+    )
     try:
         result = getattr(impl, op)(*args)
     except Exception as err:  # the spec asks for *an* error; any kind is fine

@@ -15,6 +15,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from typing import Any
 
 _CHILD = "from nnx_conformance.spec.isolation import _child_main; _child_main()"
@@ -69,13 +71,7 @@ def run_isolated(
             f"adapter {adapter!r} cannot be rebuilt in a subprocess: give it a 'spec' attribute "
             "('pkg.module:Attr') or define its class at module level"
         )
-    child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **(env or {})}
-    if "JAX_PLATFORMS" not in child_env:  # neither ``env`` nor this process's environment chose one
-        backend = _parent_backend()
-        if backend is not None:
-            child_env["JAX_PLATFORMS"] = backend
-    # The parent already holds the accelerator: a child grabbing 75% of its memory up front would fail.
-    child_env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    child_env = child_environment(env)
     payload = json.dumps({"adapter": spec, "func": func, "args": list(args)})
     try:
         proc = subprocess.run(
@@ -96,6 +92,49 @@ def run_isolated(
     return IsolatedResult(
         returncode=0, value=result.get("value"), error=result.get("error"), stderr=proc.stderr
     )
+
+
+def child_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child interpreter: this one's, plus ``env``; this process's ``sys.path`` (so
+    test-local adapters resolve); the parent's JAX platform without preallocation; and the parent's pid,
+    which the child watches (:func:`exit_with_parent`)."""
+    child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **(env or {})}
+    if "JAX_PLATFORMS" not in child_env:  # neither ``env`` nor this process's environment chose one
+        backend = _parent_backend()
+        if backend is not None:
+            child_env["JAX_PLATFORMS"] = backend
+    # The parent already holds the accelerator: a child grabbing 75% of its memory up front would fail.
+    child_env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    child_env[PARENT_PID] = str(os.getpid())
+    return child_env
+
+
+PARENT_PID = "NNX_CONFORMANCE_PARENT_PID"
+"""The variable that tells a child interpreter which process started it."""
+_WATCH_INTERVAL = 0.5
+
+
+def exit_with_parent() -> None:
+    """In a child interpreter: exit as soon as the process that started it is gone.
+
+    A child busy in an implementation that loops never reads its input again, so it would not notice the
+    end of its pipe; when its parent is killed (a CI time limit, a pytest-xdist worker replaced, ``kill
+    -9`` of a benchmark), it would spin on, orphaned. A daemon thread compares ``os.getppid()`` with the
+    pid the parent wrote into :data:`PARENT_PID` (re-parenting changes it) twice a second. Portable
+    where ``prctl(PR_SET_PDEATHSIG)`` is Linux only, and it cannot miss a parent that died before the
+    child started.
+    """
+    wanted = os.environ.get(PARENT_PID, "")
+    if not wanted.isdigit():
+        return
+    parent = int(wanted)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_WATCH_INTERVAL)
+        os._exit(70)  # EX_SOFTWARE; nothing is left to report to
+
+    threading.Thread(target=watch, name="nnx-conformance-exit-with-parent", daemon=True).start()
 
 
 def _parent_backend() -> str | None:
@@ -126,6 +165,7 @@ def _resolve(target: str) -> Any:
 def _child_main() -> None:  # pragma: no cover - runs in the child
     from nnx_conformance.spec import registry
 
+    exit_with_parent()
     request = json.loads(sys.stdin.read())
     adapter = registry.load(registry.ImplSpec(name=request["adapter"], target=request["adapter"]))
     func = _resolve(request["func"])

@@ -160,16 +160,15 @@ def test_an_implementation_claiming_the_structure_is_skipped_with_the_reason(fn)
 
 def test_one_child_serves_a_whole_property_run() -> None:
     """The cycle property starts one child interpreter per process and adapter, not one per example."""
-    from nnx_conformance.spec.properties import errors
+    from nnx_conformance.spec.properties import _sandbox
 
     cycle = next(fn for fn in PROPERTIES if "cycle" in fn.__name__)
     impl = TreeOnlyAdapter()
     run_property(cycle, impl, shrink=False, derandomize=True, max_examples=10)
-    child = errors._structure_child(impl)
-    pid = child.proc.pid
+    pid = _sandbox._sandbox(impl).proc.pid
     outcome = run_property(cycle, impl, shrink=False, derandomize=True, max_examples=10)
     assert not outcome.failed, outcome.describe()
-    assert errors._structure_child(impl).proc.pid == pid
+    assert _sandbox._sandbox(impl).proc.pid == pid
 
 
 def test_capabilities_of_the_tree_only_base() -> None:

@@ -12,20 +12,8 @@ path is an error for ``merge`` only: updating from part of a state is legal (``g
 
 from __future__ import annotations
 
-import atexit
-import base64
-import contextlib
 import dataclasses
-import json
-import os
-import pickle
 import re
-import select
-import subprocess
-import sys
-import tempfile
-import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,33 +25,30 @@ from hypothesis import strategies as st
 
 from nnx_conformance.spec.adapter import Path
 from nnx_conformance.spec.clauses import clause
-from nnx_conformance.spec.isolation import adapter_spec
 from nnx_conformance.spec.properties._helpers import (
     SMALL,
     E,
     budget,
+    check,
     fail,
     fmt_path,
+    let,
     names_path,
     refuses,
     same_array,
     show,
 )
-from nnx_conformance.spec.properties._judge import built, expect_graph, graph_diff, merge, partition
+from nnx_conformance.spec.properties._judge import attempt, built, expect_graph, merge, partition
 from nnx_conformance.spec.properties._mutations import fresh_name, revalued
+from nnx_conformance.spec.properties._sandbox import PLAIN_TREE, run_in_sandbox
 from nnx_conformance.strategies import (
     COLLECTIONS,
     Blueprint,
     NodeRef,
-    NodeSpec,
     Oracle,
     VarRef,
-    VarSpec,
-    build,
-    canonical,
     graphs,
     oracle,
-    read,
     with_structure,
 )
 
@@ -268,14 +253,13 @@ def test_merge_and_update_refuse_a_variable_of_the_wrong_collection(impl, data):
 # the reason) where the capability is claimed; for the core, which claims all three, the whole clause is
 # "skip", never a vacuous "pass".
 #
-# Shared modules and shared Variables are tried in this process (a refusal of a finite graph cannot loop),
-# then the same small tree is partitioned and merged to show the implementation still works. A cycle is
-# tried in a child interpreter: a recursive walk of a cycle ends in RecursionError at best, and a
-# RecursionError raised deep inside JAX's tree flattening leaves the thread's trace state broken (every
-# later flax module construction or jit raises again), which would poison every later test of the run.
-# One child serves a whole property run: each example runs in a fresh thread there, and is judged in that
-# thread (thread-local breakage counts); the child is only replaced when its own main thread is broken,
-# when it dies, or when an example does not return in time.
+# One body (check_refusal) judges all three: the refusal, the graph left as it was, and a plain tree still
+# partitioned, merged and jitted afterwards. Shared modules and shared Variables are tried in this process
+# (a refusal of a finite graph cannot loop). A cycle is tried in the sandbox interpreter (._sandbox): a
+# recursive walk of a cycle ends in RecursionError at best, and a RecursionError raised deep inside JAX's
+# tree flattening leaves the thread's trace state broken, which would poison every later test of the run.
+# The body's recording comes back with its failure, so the reproduction is the same kind of script either
+# way, run by the user in a fresh interpreter of their own.
 
 _STRUCTURE_TEXT = {
     "shared_variables": "a shared Variable",
@@ -360,16 +344,15 @@ def _accepted_text(impl: Any, bp: Blueprint, structure: str) -> Callable[[Any], 
     return text
 
 
-_HEALTH_BLUEPRINT = Blueprint(
-    (NodeSpec("A", (("a", VarRef(0)), ("c", NodeRef(1)))), NodeSpec("B", (("b", VarRef(1)),))),
-    (VarSpec.of("params", np.arange(2, dtype=np.float32)), VarSpec.of("batch_stats", np.float32(3.0))),
-)
-"""A tree the implementation must handle after a refusal: a module, a submodule, two Variables."""
+def check_refusal(impl: Any, bp: Blueprint, structure: str, *, say: Callable[[str], None] = note) -> None:
+    """Partition of ``bp`` (which has ``structure``) must raise an error naming one of its paths and leave
+    the graph as it was; afterwards a plain tree still partitions and merges and ``jax.jit`` still runs.
 
-
-def _check_in_process(impl: Any, bp: Blueprint, structure: str) -> None:
+    The body of all three properties; for a cycle it runs in the sandbox interpreter (:mod:`._sandbox`),
+    which is why it takes ``say`` for its notes rather than calling ``hypothesis.note``.
+    """
     paths = structure_paths(bp, structure)
-    note(f"{_STRUCTURE_TEXT[structure]}; an error may name any of {[fmt_path(p) for p in paths]}")
+    say(f"{_STRUCTURE_TEXT[structure]}; an error may name any of {[fmt_path(p) for p in paths]}")
     root = built(impl, bp)
     message = refuses(
         impl,
@@ -382,12 +365,27 @@ def _check_in_process(impl: Any, bp: Blueprint, structure: str) -> None:
         f"its paths {', '.join(fmt_path(p) for p in paths[:4])} (as a tuple, 'a/b', 'a.b' or JAX's "
         "'.a.b'):\n  ",
     )
-    note(f"partition raised {message}")
+    say(f"partition raised {message}")
     expect_graph(impl, root, bp, "the module, after a refused partition (nothing may change)")
-    healthy = built(impl, _HEALTH_BLUEPRINT)
+    healthy = built(impl, PLAIN_TREE)
     state, graphdef = partition(impl, healthy, "partition(m) of a plain tree, after the refusal")
     merged = merge(impl, graphdef, state, "merge(graphdef, state) of a plain tree, after the refusal")
-    expect_graph(impl, merged, _HEALTH_BLUEPRINT, "a plain tree partitioned and merged after the refusal")
+    expect_graph(impl, merged, PLAIN_TREE, "a plain tree partitioned and merged after the refusal")
+    two = attempt(
+        "jax.jit(lambda x: x + 1)(1.0), after the refusal",
+        lambda: let("two", _plus_one, source="jax.jit(lambda x: x + 1)(np.float32(1.0))"),
+    )
+    check(
+        impl,
+        E.py("float({0}) == 2.0", two),
+        lambda: f"jax.jit(lambda x: x + 1)(1.0) is {two!r}, not 2.0, after the refused partition",
+    )
+
+
+def _plus_one() -> Any:
+    """``jax.jit`` of a new function (a fresh trace, not a cache hit) on 1.0: after a refusal that broke
+    the thread's trace state, this raises."""
+    return jax.jit(lambda x: x + 1)(np.float32(1.0))
 
 
 @clause("errors.unsupported-structure")
@@ -396,7 +394,7 @@ def _check_in_process(impl: Any, bp: Blueprint, structure: str) -> None:
 def test_partition_refuses_a_shared_variable_it_disclaims(impl, data):
     """Without ``shared_variables``, a Variable held by two attributes is refused, naming one of them."""
     _disclaimed(impl, "shared_variables")
-    _check_in_process(impl, _forced(impl, data, "shared_variables"), "shared_variables")
+    check_refusal(impl, _forced(impl, data, "shared_variables"), "shared_variables")
 
 
 @clause("errors.unsupported-structure")
@@ -406,7 +404,7 @@ def test_partition_refuses_a_shared_module_it_disclaims(impl, data):
     """Without ``shared_modules``, a module reached by two attributes is refused, naming a path to it or
     below it; a shared module holding no Variable must be refused too, not flattened twice."""
     _disclaimed(impl, "shared_modules")
-    _check_in_process(impl, _forced(impl, data, "shared_modules"), "shared_modules")
+    check_refusal(impl, _forced(impl, data, "shared_modules"), "shared_modules")
 
 
 @clause("errors.unsupported-structure")
@@ -417,224 +415,4 @@ def test_partition_refuses_a_cycle_it_disclaims(impl, data):
     a child interpreter; the graph is unchanged and the calling thread still builds, partitions and merges a
     plain tree and runs ``jax.jit`` afterwards (a RecursionError inside JAX's flattening breaks that)."""
     _disclaimed(impl, "cycles")
-    bp = _forced(impl, data, "cycles")
-    paths = structure_paths(bp, "cycles")
-    reply = _structure_child(impl).attempt(bp)
-    note(f"in the child: {reply}")
-    if "crashed" in reply:
-        raise AssertionError(f"partition of a graph with a cycle {reply['crashed']}")
-    if "failed" in reply:
-        raise AssertionError(f"in the child interpreter, {reply['failed']}")
-    problems = []
-    if reply["raised"] is None:
-        problems.append(
-            f"partition accepted a graph with a cycle (back edge at {fmt_path(paths[0])}) although "
-            f"{impl.name} disclaims cycles, with state paths {reply['paths']}: a disclaimed cycle must be "
-            "refused with an error naming its path"
-        )
-    elif not any(structure_names_path(reply["raised"], p) for p in paths):
-        problems.append(
-            f"partition refused a graph with a cycle, but the error names none of its paths "
-            f"{', '.join(fmt_path(p) for p in paths[:4])} (as a tuple, 'a/b', 'a.b' or JAX's '.a.b'):\n  "
-            f"{reply['raised'][:600]}"
-        )
-    if reply["changed"]:
-        problems.append(f"the refused partition changed the graph: {reply['changed']}")
-    if reply["broken"]:
-        problems.append(
-            f"after the partition the calling thread no longer works (the interpreter is broken): "
-            f"{reply['broken']}"
-        )
-    assert not problems, "\n".join(problems)
-
-
-# -- the cycle's child interpreter ---------------------------------------------------------------------------
-
-_REPLY = "nnx-unsupported-structure:"
-"""Prefix of the child's reply lines (anything else the implementation prints is ignored)."""
-_START_TIMEOUT = 180.0
-"""Seconds for the child to import the implementation (JAX and flax take a few)."""
-_ATTEMPT_TIMEOUT = 60.0
-"""Seconds for one partition of a ≤ 6-module graph: milliseconds when it works; past this it loops."""
-
-
-class _StructureChild:
-    """A child interpreter that attempts partitions of cyclic graphs for one adapter (see the section
-    comment above). :meth:`attempt` returns the child's verdict data, or ``{"crashed": why}``."""
-
-    def __init__(self, impl: Any) -> None:
-        spec = adapter_spec(impl)
-        if spec is None:
-            raise ValueError(
-                f"adapter {impl!r} cannot be rebuilt in a child interpreter (needed to try a cycle): give it a "
-                "'spec' attribute ('pkg.module:Attr') or define its class at module level"
-            )
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        env.setdefault("JAX_PLATFORMS", jax.default_backend())
-        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child, closed in close()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                f"from {__name__} import structure_child_main; structure_child_main()",
-                spec,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            env=env,
-        )
-        ready = self._read(_START_TIMEOUT)
-        if ready is None or "ready" not in ready:
-            why = self._death("starting")
-            self.close()
-            raise RuntimeError(f"the child interpreter for {spec} did not start: {why}")
-
-    def attempt(self, bp: Blueprint) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        request = base64.b64encode(pickle.dumps(bp)).decode()
-        try:
-            self.proc.stdin.write(request.encode() + b"\n")
-            self.proc.stdin.flush()
-        except OSError:
-            return {"crashed": self._death("receiving the graph")}
-        reply = self._read(_ATTEMPT_TIMEOUT)
-        if reply is None:
-            return {"crashed": self._death("partitioning the graph")}
-        if reply.get("main_broken"):
-            self.close()  # the next example gets a fresh child
-        return reply
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def _read(self, timeout: float) -> dict[str, Any] | None:
-        """The next reply, or ``None`` if the child died or took longer than ``timeout`` seconds."""
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if not ready:
-                break
-            line = self.proc.stdout.readline()
-            if not line:
-                return None
-            if line.startswith(_REPLY.encode()):
-                return dict(json.loads(line[len(_REPLY) :]))
-        self.proc.kill()
-        self.proc.wait()
-        self.timed_out = timeout
-        return None
-
-    def _death(self, doing: str) -> str:
-        if getattr(self, "timed_out", None) is not None:
-            return f"did not return within {self.timed_out:.0f} s (it loops, or recurses without bound)"
-        code = self.proc.wait()
-        self.stderr.seek(0)
-        tail = "\n".join(self.stderr.read().decode(errors="replace").strip().splitlines()[-12:])
-        return f"killed the child interpreter while {doing} (return code {code}):\n{tail}"
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError):
-                assert self.proc.stdin is not None
-                self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.stderr.close()
-
-
-_CHILDREN: dict[str, _StructureChild] = {}
-
-
-def _structure_child(impl: Any) -> _StructureChild:
-    """The live child for ``impl``'s import spec, started on first use (one per process and adapter)."""
-    key = adapter_spec(impl) or repr(impl)
-    child = _CHILDREN.get(key)
-    if child is None or not child.alive():
-        if child is not None:
-            child.close()
-        child = _CHILDREN[key] = _StructureChild(impl)
-    return child
-
-
-@atexit.register
-def _close_children() -> None:
-    for child in _CHILDREN.values():
-        child.close()
-
-
-def structure_child_main() -> None:  # pragma: no cover - runs in the child
-    """The child's loop: one pickled blueprint per stdin line, one reply line each (see
-    :func:`cycle_attempt`); after each, the main thread checks itself and the child quits if broken."""
-    from nnx_conformance.spec import registry
-
-    spec = sys.argv[1]
-    impl = registry.load(registry.ImplSpec(name=spec, target=spec))
-    out = sys.stdout
-    sys.stdout = sys.stderr  # whatever the implementation prints must not garble the replies
-    out.write(_REPLY + json.dumps({"ready": True}) + "\n")
-    out.flush()
-    for line in sys.stdin:
-        bp = pickle.loads(base64.b64decode(line))
-        reply: dict[str, Any] = {}
-        worker = threading.Thread(target=_attempt_into, args=(impl, bp, reply))
-        worker.start()
-        worker.join()
-        main_broken = _health(impl)
-        reply["main_broken"] = main_broken
-        out.write(_REPLY + json.dumps(reply) + "\n")
-        out.flush()
-        if main_broken:
-            return
-
-
-def _attempt_into(impl: Any, bp: Blueprint, reply: dict[str, Any]) -> None:
-    try:
-        reply.update(cycle_attempt(impl, bp))
-    except BaseException as err:  # building or reading the graph failed: not a verdict on partition
-        reply["failed"] = f"building or reading the graph raised {type(err).__name__}: {err}"[:2000]
-
-
-def cycle_attempt(impl: Any, bp: Blueprint) -> dict[str, Any]:
-    """Partition ``bp`` (which has a cycle) through ``impl`` in this thread and say what happened:
-    ``raised`` (the error's text, or ``None`` if it returned), ``paths`` (the state's, if it returned),
-    ``changed`` (how the graph changed, or ``None``), ``broken`` (why this thread no longer works, or
-    ``None``)."""
-    reply: dict[str, Any] = {"raised": None, "paths": None, "changed": None, "broken": None}
-    root = build(bp, impl).root
-    try:
-        state, _ = impl.partition(root)
-        reply["paths"] = [list(p) for p, _ in impl.state_items(state)]
-    except BaseException as err:  # RecursionError included: that is a verdict here
-        reply["raised"] = f"{type(err).__name__}: {err}"[:4000]
-    reply["broken"] = _health(impl)
-    try:
-        got, want = read(root, impl), canonical(bp)
-    except BaseException as err:  # a thread this broken cannot even walk the graph
-        reply["broken"] = (
-            f"{reply['broken'] or 'the thread'}; reading the graph back raised {type(err).__name__}"
-        )
-    else:
-        reply["changed"] = graph_diff(got, want) if got != want else None
-    return reply
-
-
-def _health(impl: Any) -> str | None:
-    """``None`` if this thread can still build, partition and merge a plain tree and run ``jax.jit``;
-    otherwise what failed."""
-    try:
-        root = build(_HEALTH_BLUEPRINT, impl).root
-        state, graphdef = impl.partition(root)
-        merged = impl.merge(graphdef, state)
-        if read(merged, impl) != canonical(_HEALTH_BLUEPRINT):
-            return "a plain tree partitioned and merged is not the same tree"
-        if float(jax.jit(lambda x: x + 1)(np.float32(1.0))) != 2.0:
-            return "jax.jit(lambda x: x + 1)(1.0) is not 2.0"
-    except BaseException as err:
-        return f"{type(err).__name__}: {err}"[:1000]
-    return None
+    run_in_sandbox(impl, check_refusal, _forced(impl, data, "cycles"), "cycles")

@@ -51,6 +51,10 @@ class Mutant:
     """Exception types besides ``AssertionError`` that count as the property catching *this* bug (an
     unhashable definition is caught by a ``TypeError`` from ``hash``). Anything else is a crash, not a
     catch."""
+    control: str = "nnx_conformance.spec.adapters.core:CoreAdapter"
+    """``pkg.module:Attr`` of the correct adapter this mutant breaks one behaviour of: its reproduction must
+    pass there (``tests/test_repro_mutants.py``). The core, unless the mutant is of an adapter that
+    disclaims what the core claims (a tree-only base is judged where the core is not)."""
 
     @property
     def name(self) -> str:
@@ -94,11 +98,13 @@ def mutant(
     by: tuple[str, ...] | str = (),
     symptoms: tuple[type[BaseException], ...] = (),
     id: str | None = None,
+    control: type | None = None,
 ) -> Callable[[T], T]:
     """Register the decorated adapter class as a mutant that clause ``catches`` must catch.
 
     The class gets ``name = "mutant:<id>"`` (``id`` defaults to the class name in kebab case). The
-    docstring is required and must name the clause: it is the mutant's specification.
+    docstring is required and must name the clause: it is the mutant's specification. ``control``: the
+    correct adapter it is a mutation of, where that is not the core (see :attr:`Mutant.control`).
     """
     from nnx_conformance.spec.clauses import spec_clauses
 
@@ -110,6 +116,10 @@ def mutant(
         if not cls.__doc__ or catches not in cls.__doc__:
             raise ValueError(f"{cls.__qualname__}: the docstring must say what is broken and name {catches}")
         entry = Mutant(id or _kebab(cls.__name__), cls, catches, by, tuple(symptoms))
+        if control is not None:
+            if not issubclass(cls, control):
+                raise ValueError(f"{cls.__qualname__}: its control {control.__qualname__} is not a base of it")
+            entry = dataclasses.replace(entry, control=f"{control.__module__}:{control.__qualname__}")
         if any(m.id == entry.id for m in MUTANTS):
             raise ValueError(f"mutant id {entry.id!r} registered twice")
         cls.name = entry.name

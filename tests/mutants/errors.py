@@ -140,7 +140,9 @@ class TreeOnlyAdapter(CoreAdapter):
         )
 
 
-@mutant(catches="errors.unsupported-structure", by="test_partition_refuses_a_cycle_it_disclaims")
+@mutant(
+    catches="errors.unsupported-structure", control=TreeOnlyAdapter, by="test_partition_refuses_a_cycle_it_disclaims"
+)
 class CycleRecursesUntilRecursionError(TreeOnlyAdapter):
     """The tree check is a recursive walk that marks a module as seen only after its children (post-order),
     so a module on the current path is entered again: a cycle recurses until ``RecursionError``, which names
@@ -161,7 +163,11 @@ class CycleRecursesUntilRecursionError(TreeOnlyAdapter):
                 first[id(value)] = where
 
 
-@mutant(catches="errors.unsupported-structure", by="test_partition_refuses_a_shared_variable_it_disclaims")
+@mutant(
+    catches="errors.unsupported-structure",
+    control=TreeOnlyAdapter,
+    by="test_partition_refuses_a_shared_variable_it_disclaims",
+)
 class SharedVariableListedTwice(TreeOnlyAdapter):
     """A Variable reached by two attributes is not refused: partition lists it under each path, as two
     entries (snapshots of one Variable), so merge would make two Variables of it -- a silent duplicate of
@@ -190,7 +196,7 @@ class SharedVariableListedTwice(TreeOnlyAdapter):
         return found
 
 
-@mutant(catches="errors.unsupported-structure")
+@mutant(catches="errors.unsupported-structure", control=TreeOnlyAdapter)
 class RefusalNamesNoPath(TreeOnlyAdapter):
     """The refusal says only that the graph is not a tree, not where: in a model of hundreds of modules
     that points nowhere. errors.unsupported-structure must catch it."""
@@ -199,7 +205,9 @@ class RefusalNamesNoPath(TreeOnlyAdapter):
         return ValueError(f"{self.name} handles trees only: this graph has a shared object or a cycle")
 
 
-@mutant(catches="errors.unsupported-structure", by="test_partition_refuses_a_cycle_it_disclaims")
+@mutant(
+    catches="errors.unsupported-structure", control=TreeOnlyAdapter, by="test_partition_refuses_a_cycle_it_disclaims"
+)
 class RefusalLeavesTheWalkLocked(TreeOnlyAdapter):
     """Partition sets a "walk in progress" flag on the adapter and clears it only when the walk succeeds,
     so after one refused cycle every later partition raises "a partition is already running": a refusal
