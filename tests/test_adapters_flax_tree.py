@@ -110,15 +110,30 @@ def test_scan_mlp_runs_its_lifted_transforms_in_tree_mode(impl):
     assert not np.allclose(impl.variable_value(mean), 0.0)  # the statistics leave the tree-mode scan
 
 
-def test_reproductions_are_written_in_tree_mode(impl):
-    """A failure of flax-tree prints plain flax.nnx code that splits with ``graph=False``."""
-    name = "test_partition_refuses_a_shared_module_it_disclaims"
+@pytest.mark.parametrize(
+    "name",
+    [
+        "test_partition_refuses_a_shared_module_it_disclaims",
+        "test_partition_refuses_a_cycle_it_disclaims",  # checked in the sandbox: its steps come back from there
+    ],
+)
+def test_reproductions_are_written_in_tree_mode_and_fail_as_pasted(impl, name, tmp_path):
+    """Each deviation prints plain flax.nnx code that splits with ``graph=False`` and, run with ``python``,
+    exits non-zero."""
     fn = _recording.instrument({f.__name__: f for f in properties()[CLAUSE]}[name])
     outcome = run_property(fn, impl, shrink=False, derandomize=True)
     assert outcome.failed
-    script = reproduction_for(fn, impl, outcome.error, CLAUSE, name).script
+    reproduction = reproduction_for(fn, impl, outcome.error, CLAUSE, name)
+    script = reproduction.script
+    assert reproduction.kind == "library", script
     assert "tree mode (graph=False)" in script and "nnx.split(root, graph=False)" in script
     assert "nnx_conformance" not in script
+    path = tmp_path / "repro.py"
+    path.write_text(script)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # flax, jax and numpy only
+    run = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode != 0, f"the reproduction exits 0 on flax-tree\n{script}"
+    assert "Error" in run.stderr.strip().splitlines()[-1], run.stderr
 
 
 def test_unsupported_structure_verdicts_are_the_declared_ones(impl):

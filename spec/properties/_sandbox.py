@@ -208,6 +208,7 @@ def sandbox_main() -> None:  # pragma: no cover - runs in the child
         worker = threading.Thread(target=_run_into, args=(impl, body, args, reply))
         worker.start()
         worker.join()
+        _pack(reply)
         main_broken = health(impl)
         reply["main_broken"] = main_broken
         out.write(_REPLY + json.dumps(reply) + "\n")
@@ -223,7 +224,24 @@ def _run_into(impl: Any, body: Callable[..., None], args: tuple[Any, ...], reply
     if error is None:
         reply["error"] = None
         return
-    reply["error"] = str(error) if isinstance(error, AssertionError) else _recording.describe_error(error)
+    reply["error"] = error
+    reply["transcript"] = transcript
+
+
+def _pack(reply: dict[str, Any]) -> None:
+    """Make the reply JSON in the main thread: a thread that a ``RecursionError`` inside JAX broke may not
+    even format an error or pickle a transcript (its recursion depth no longer unwinds)."""
+    error = reply.get("error")
+    if error is not None and not isinstance(error, AssertionError):
+        reply["error"] = (
+            f"{_recording.describe_error(error)}\n  (raised in the sandbox interpreter outside the property's "
+            f"checks, at {_recording.short_trace(error)}: the implementation left the thread unable to run them)"
+        )
+    elif error is not None:
+        reply["error"] = str(error)
+    transcript = reply.pop("transcript", None)
+    if transcript is None:
+        return
     try:
         reply["transcript"] = base64.b64encode(pickle.dumps(transcript)).decode()
     except Exception as err:  # an unpicklable literal: the failure still counts, its script is incomplete
