@@ -51,6 +51,10 @@ def dying_body(impl: Any, *, say: Any) -> None:
     os._exit(41)
 
 
+def exiting_body(impl: Any, *, say: Any) -> None:
+    raise SystemExit(3)  # ends the thread it is raised in, silently, unless caught
+
+
 def test_a_passing_body_returns():
     _sandbox.run_in_sandbox(CoreAdapter(), passing_body)
 
@@ -81,6 +85,11 @@ def test_a_body_that_hangs_is_a_bounded_crash_and_the_next_gets_a_fresh_child(mo
         _sandbox.run_in_sandbox(impl, hanging_body)
     assert time.monotonic() - started < 30
     _sandbox.run_in_sandbox(impl, passing_body)
+
+
+def test_a_body_that_raises_system_exit_fails_and_never_reads_as_a_pass():
+    with pytest.raises(AssertionError, match=r"SystemExit: 3"):
+        _sandbox.run_in_sandbox(CoreAdapter(), exiting_body)
 
 
 def test_a_body_that_kills_the_child_is_a_crash_with_its_return_code():

@@ -72,7 +72,9 @@ def run_in_sandbox(impl: Any, body: Callable[..., None], *args: Any) -> None:
         note(line)
     if "crashed" in reply:
         raise AssertionError(f"in the sandbox interpreter, {body.__name__} {reply['crashed']}")
-    if reply.get("error") is None:
+    if "error" not in reply:
+        raise AssertionError(f"in the sandbox interpreter, {body.__name__} ended without a verdict: {reply}")
+    if reply["error"] is None:
         return
     transcript = reply.get("transcript")
     recorded = (
@@ -219,8 +221,12 @@ def sandbox_main() -> None:  # pragma: no cover - runs in the child
 
 def _run_into(impl: Any, body: Callable[..., None], args: tuple[Any, ...], reply: dict[str, Any]) -> None:
     notes: list[str] = []
-    error, transcript = _recording.run_recorded(impl, body, *args, say=notes.append)
     reply["notes"] = notes
+    try:
+        error, transcript = _recording.run_recorded(impl, body, *args, say=notes.append)
+    except BaseException as err:  # SystemExit, KeyboardInterrupt... from the implementation: a verdict too
+        reply["error"] = err
+        return
     if error is None:
         reply["error"] = None
         return
