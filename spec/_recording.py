@@ -650,15 +650,21 @@ def instrument(fn: Any) -> Any:
             return inner(**values)
         except BaseException as err:
             rec.error = err
-            if rec.failure is None:
-                step = failed_step(err)
-                if step is not None:
-                    rec.fail(step, err)
+            _settle(rec, err)
             raise
 
     setattr(recorded, _MARK, True)
     handle.inner_test = recorded
     return fn
+
+
+def _settle(rec: Recorder, err: BaseException) -> None:
+    """The body ended with ``err``: unless a check already recorded where it failed, the step that raised
+    ``err`` (or what it was raised from) is the failure."""
+    if rec.failure is None:
+        step = failed_step(err)
+        if step is not None:
+            rec.fail(step, err)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -692,10 +698,7 @@ def run_recorded(
         body(rec.adapter, *args, **kwargs)
     except Exception as err:
         error = err
-        if rec.failure is None:
-            step = failed_step(err)
-            if step is not None:
-                rec.fail(step, err)
+        _settle(rec, err)
     finally:
         stop()
     failed = error is not None and rec.failure is not None and _same_failure(error, rec.failure_error)

@@ -20,6 +20,9 @@ import time
 from typing import Any
 
 _CHILD = "from nnx_conformance.spec.isolation import _child_main; _child_main()"
+PARENT_PID = "NNX_CONFORMANCE_PARENT_PID"
+"""The variable that tells a child interpreter which process started it (:func:`exit_with_parent`)."""
+_WATCH_INTERVAL = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,11 +110,6 @@ def child_environment(env: dict[str, str] | None = None) -> dict[str, str]:
     child_env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     child_env[PARENT_PID] = str(os.getpid())
     return child_env
-
-
-PARENT_PID = "NNX_CONFORMANCE_PARENT_PID"
-"""The variable that tells a child interpreter which process started it."""
-_WATCH_INTERVAL = 0.5
 
 
 def exit_with_parent() -> None:

@@ -42,7 +42,7 @@ from nnx_conformance.spec import _recording
 from nnx_conformance.spec.isolation import adapter_spec, child_environment, exit_with_parent
 from nnx_conformance.strategies import Blueprint, NodeRef, NodeSpec, VarRef, VarSpec, build, canonical, read
 
-__all__ = ["PLAIN_TREE", "run_in_sandbox"]
+__all__ = ["PLAIN_TREE", "jit_plus_one", "run_in_sandbox"]
 
 PLAIN_TREE = Blueprint(
     (NodeSpec("A", (("a", VarRef(0)), ("c", NodeRef(1)))), NodeSpec("B", (("b", VarRef(1)),))),
@@ -227,11 +227,9 @@ def _run_into(impl: Any, body: Callable[..., None], args: tuple[Any, ...], reply
     except BaseException as err:  # SystemExit, KeyboardInterrupt... from the implementation: a verdict too
         reply["error"] = err
         return
-    if error is None:
-        reply["error"] = None
-        return
     reply["error"] = error
-    reply["transcript"] = transcript
+    if error is not None:
+        reply["transcript"] = transcript
 
 
 def _pack(reply: dict[str, Any]) -> None:
@@ -254,6 +252,12 @@ def _pack(reply: dict[str, Any]) -> None:
         reply["unpicklable"] = f"the recording could not be sent back ({_recording.describe_error(err)})"
 
 
+def jit_plus_one() -> Any:
+    """``jax.jit`` of a new function (a fresh trace, not a cache hit) on 1.0, which is 2.0 in a working
+    thread; in one whose trace state a ``RecursionError`` inside JAX broke, this raises."""
+    return jax.jit(lambda x: x + 1)(np.float32(1.0))
+
+
 def health(impl: Any) -> str | None:
     """``None`` if this thread can still build, partition and merge a plain tree and run ``jax.jit``;
     otherwise what failed."""
@@ -263,7 +267,7 @@ def health(impl: Any) -> str | None:
         merged = impl.merge(graphdef, state)
         if read(merged, impl) != canonical(PLAIN_TREE):
             return "a plain tree partitioned and merged is not the same tree"
-        if float(jax.jit(lambda x: x + 1)(np.float32(1.0))) != 2.0:
+        if float(jit_plus_one()) != 2.0:
             return "jax.jit(lambda x: x + 1)(1.0) is not 2.0"
     except BaseException as err:
         return f"{type(err).__name__}: {err}"[:1000]

@@ -17,7 +17,6 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 import pytest
 from hypothesis import given, note
@@ -40,7 +39,7 @@ from nnx_conformance.spec.properties._helpers import (
 )
 from nnx_conformance.spec.properties._judge import attempt, built, expect_graph, merge, partition
 from nnx_conformance.spec.properties._mutations import fresh_name, revalued
-from nnx_conformance.spec.properties._sandbox import PLAIN_TREE, run_in_sandbox
+from nnx_conformance.spec.properties._sandbox import PLAIN_TREE, jit_plus_one, run_in_sandbox
 from nnx_conformance.strategies import (
     COLLECTIONS,
     Blueprint,
@@ -373,19 +372,13 @@ def check_refusal(impl: Any, bp: Blueprint, structure: str, *, say: Callable[[st
     expect_graph(impl, merged, PLAIN_TREE, "a plain tree partitioned and merged after the refusal")
     two = attempt(
         "jax.jit(lambda x: x + 1)(1.0), after the refusal",
-        lambda: let("two", _plus_one, source="jax.jit(lambda x: x + 1)(np.float32(1.0))"),
+        lambda: let("two", jit_plus_one, source="jax.jit(lambda x: x + 1)(np.float32(1.0))"),
     )
     check(
         impl,
         E.py("float({0}) == 2.0", two),
         lambda: f"jax.jit(lambda x: x + 1)(1.0) is {two!r}, not 2.0, after the refused partition",
     )
-
-
-def _plus_one() -> Any:
-    """``jax.jit`` of a new function (a fresh trace, not a cache hit) on 1.0: after a refusal that broke
-    the thread's trace state, this raises."""
-    return jax.jit(lambda x: x + 1)(np.float32(1.0))
 
 
 @clause("errors.unsupported-structure")
